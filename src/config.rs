@@ -1,0 +1,680 @@
+//! One typed configuration: a TOML file, then `MCP_AUTHD__SECTION__KEY` environment overrides,
+//! then `*_file` indirections for secrets. [`Config::validate`] reports every problem at once,
+//! each naming the setting (file key and environment variable) it is about.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use url::Url;
+
+/// Environment variable prefix: `MCP_AUTHD__SERVER__ISSUER` sets `server.issuer`.
+pub const ENV_PREFIX: &str = "MCP_AUTHD";
+
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: &[&str] = &[
+    "server.trusted_proxies",
+    "oauth.scopes_supported",
+    "oauth.default_scopes",
+    "oauth.allowed_users",
+    "github.allowed_users",
+    "github.allowed_orgs",
+    "github.scopes",
+    "tokens.previous_key_files",
+];
+
+/// A secret read from the configuration. `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether a value was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: listening, public URL, proxies.
+    pub server: ServerConfig,
+    /// `[store]`: where state lives.
+    pub store: StoreConfig,
+    /// `[tokens]`: signing keys and lifetimes.
+    pub tokens: TokenConfig,
+    /// `[oauth]`: scopes and global user policy.
+    pub oauth: OAuthConfig,
+    /// `[registration]`: RFC 7591 dynamic client registration.
+    pub registration: RegistrationConfig,
+    /// `[github]`: GitHub / GitHub Enterprise login.
+    pub github: GithubConfig,
+    /// `[local]`: users defined in the configuration.
+    pub local: LocalConfig,
+    /// `[verify]`: the ForwardAuth decision point.
+    pub verify: VerifyConfig,
+    /// `[[resources]]`: the protected MCP servers.
+    pub resources: Vec<ResourceConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// The issuer identifier and public base URL of this server (RFC 8414 §2).
+    pub issuer: String,
+    /// Directory for the embedded store and generated keys.
+    pub data_dir: PathBuf,
+    /// Networks whose `X-Forwarded-*` headers are believed (CIDR or bare address).
+    pub trusted_proxies: Vec<String>,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            issuer: "http://localhost:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            log_format: "text".into(),
+            workers: 0,
+        }
+    }
+}
+
+/// Which storage backend.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// redb file in the data directory (one replica).
+    #[default]
+    Embedded,
+    /// Redis (any number of replicas).
+    Redis,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `embedded` or `redis`.
+    #[serde(rename = "type")]
+    pub kind: StoreKind,
+    /// Embedded store file; default `<data_dir>/mcp-authd.redb`.
+    pub path: Option<PathBuf>,
+    /// Redis URL (`redis://` or `rediss://`); may carry credentials.
+    pub redis_url: SecretString,
+    /// File holding the Redis URL.
+    pub redis_url_file: Option<PathBuf>,
+    /// Redis password, if not in the URL.
+    pub redis_password: SecretString,
+    /// File holding the Redis password.
+    pub redis_password_file: Option<PathBuf>,
+    /// Prefix of every Redis key and channel.
+    pub key_prefix: String,
+    /// Redis connection pool size.
+    pub pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            path: None,
+            redis_url: SecretString::default(),
+            redis_url_file: None,
+            redis_password: SecretString::default(),
+            redis_password_file: None,
+            key_prefix: "mcp-authd:".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+/// JWS algorithm of the access tokens.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    #[default]
+    RS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+/// `[tokens]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Signing algorithm for generated keys (a PEM file's type decides for loaded keys).
+    pub algorithm: SigningAlgorithm,
+    /// PEM (PKCS#8) private key to sign with; generated under `<data_dir>/keys` when unset.
+    pub private_key_file: Option<PathBuf>,
+    /// Older PEM keys still published in /jwks so their tokens stay valid.
+    pub previous_key_files: Vec<PathBuf>,
+    /// Access token lifetime, seconds.
+    pub access_token_ttl: u64,
+    /// Refresh token lifetime, seconds.
+    pub refresh_token_ttl: u64,
+    /// Authorization code lifetime, seconds.
+    pub code_ttl: u64,
+    /// Time a user has to finish logging in, seconds.
+    pub login_ttl: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::RS256,
+            private_key_file: None,
+            previous_key_files: Vec::new(),
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            code_ttl: 60,
+            login_ttl: 600,
+        }
+    }
+}
+
+/// `[oauth]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Scopes this server issues (`scopes_supported` in the metadata).
+    pub scopes_supported: Vec<String>,
+    /// Scopes granted when a request asks for none the server knows.
+    pub default_scopes: Vec<String>,
+    /// Users allowed to log in at all (ids or names, case-insensitive); empty = everyone the
+    /// identity provider accepts.
+    pub allowed_users: Vec<String>,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            scopes_supported: vec!["mcp".into()],
+            default_scopes: vec!["mcp".into()],
+            allowed_users: Vec::new(),
+        }
+    }
+}
+
+/// `[registration]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Whether `POST /register` is open.
+    pub enabled: bool,
+    /// RFC 7591 §3 initial access token; when set, registration requires it as a Bearer token.
+    pub initial_access_token: SecretString,
+    /// File holding the initial access token.
+    pub initial_access_token_file: Option<PathBuf>,
+    /// Most redirect URIs one client may register.
+    pub max_redirect_uris: usize,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_access_token: SecretString::default(),
+            initial_access_token_file: None,
+            max_redirect_uris: 10,
+        }
+    }
+}
+
+/// `[github]`: enabled when `client_id` is set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubConfig {
+    /// OAuth App client id.
+    pub client_id: String,
+    /// OAuth App client secret.
+    pub client_secret: SecretString,
+    /// File holding the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Authorization endpoint (GitHub Enterprise: `https://HOST/login/oauth/authorize`).
+    pub authorize_url: String,
+    /// Token endpoint (GitHub Enterprise: `https://HOST/login/oauth/access_token`).
+    pub token_url: String,
+    /// REST API base (GitHub Enterprise: `https://HOST/api/v3`).
+    pub api_url: String,
+    /// Logins or numeric ids allowed (case-insensitive); empty = anyone (subject to orgs).
+    pub allowed_users: Vec<String>,
+    /// Organisations whose members are allowed; empty = no org check.
+    pub allowed_orgs: Vec<String>,
+    /// Scopes requested from GitHub.
+    pub scopes: Vec<String>,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: SecretString::default(),
+            client_secret_file: None,
+            authorize_url: "https://github.com/login/oauth/authorize".into(),
+            token_url: "https://github.com/login/oauth/access_token".into(),
+            api_url: "https://api.github.com".into(),
+            allowed_users: Vec::new(),
+            allowed_orgs: Vec::new(),
+            scopes: vec!["read:user".into(), "user:email".into()],
+        }
+    }
+}
+
+impl GithubConfig {
+    /// Whether GitHub login is configured.
+    pub fn enabled(&self) -> bool {
+        !self.client_id.is_empty()
+    }
+}
+
+/// `[local]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// `[[local.users]]`.
+    pub users: Vec<LocalUser>,
+}
+
+/// One `[[local.users]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalUser {
+    /// Login name.
+    pub username: String,
+    /// Argon2 PHC string (`mcp-authd hash-password`).
+    pub password_hash: SecretString,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `[verify]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Let CORS preflight requests (OPTIONS) through without a token.
+    pub allow_preflight: bool,
+    /// Let the protected server's own `/.well-known/oauth-protected-resource*` through.
+    pub allow_metadata: bool,
+    /// Pass the client's `Authorization` header on to the backend (`Authorization` response
+    /// header of /verify). Off by default: the MCP server should not see the user's token.
+    pub forward_token: bool,
+    /// Most verified tokens kept in memory.
+    pub cache_capacity: u64,
+    /// Header names of the identity handed to the backend.
+    pub headers: IdentityHeaders,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            allow_preflight: true,
+            allow_metadata: true,
+            forward_token: false,
+            cache_capacity: 100_000,
+            headers: IdentityHeaders::default(),
+        }
+    }
+}
+
+/// Names of the identity headers /verify returns.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityHeaders {
+    /// User id (`sub`).
+    pub user_id: String,
+    /// User name.
+    pub user_name: String,
+    /// User e-mail.
+    pub user_email: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// Granted scope.
+    pub scope: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user_id: "X-User-Id".into(),
+            user_name: "X-User-Name".into(),
+            user_email: "X-User-Email".into(),
+            client_id: "X-Client-Id".into(),
+            scope: "X-Scope".into(),
+        }
+    }
+}
+
+/// One protected MCP server, `[[resources]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Canonical URL of the MCP server (RFC 8707 resource, RFC 9728 `resource`).
+    pub url: String,
+    /// Scopes this resource advertises (`scopes_supported`); default: the server's.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Scopes a token must carry to be let through.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Users allowed (ids or names, case-insensitive); empty = every logged-in user.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+}
+
+/// Every problem found, one line each.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// `server.issuer (MCP_AUTHD__SERVER__ISSUER)`: how problems name a setting.
+fn setting(key: &str) -> String {
+    format!("{key} ({ENV_PREFIX}__{})", key.replace('.', "__").to_uppercase())
+}
+
+fn read_secret_file(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SecretString> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Some(SecretString::new(s.trim_end_matches(['\r', '\n']))),
+        Err(e) => {
+            problems.push(format!("{}: cannot read {}: {e}", setting(key), path.display()));
+            None
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (when given) and the environment, resolves `*_file` secrets, and
+    /// validates. Every problem is reported in one error.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigErrors(vec![format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )]));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let mut env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in ENV_LIST_KEYS {
+            env = env.with_list_parse_key(key);
+        }
+        let raw = builder
+            .add_source(env)
+            .build()
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let mut cfg: Config = raw.try_deserialize().map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        cfg.resolve_files()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Replaces each secret by the content of its `*_file`, when one is set.
+    fn resolve_files(&mut self) -> Result<(), ConfigErrors> {
+        let mut problems = Vec::new();
+        let pairs: [(&Option<PathBuf>, &mut SecretString, &str); 4] = [
+            (&self.github.client_secret_file, &mut self.github.client_secret, "github.client_secret_file"),
+            (&self.store.redis_url_file, &mut self.store.redis_url, "store.redis_url_file"),
+            (
+                &self.store.redis_password_file,
+                &mut self.store.redis_password,
+                "store.redis_password_file",
+            ),
+            (
+                &self.registration.initial_access_token_file,
+                &mut self.registration.initial_access_token,
+                "registration.initial_access_token_file",
+            ),
+        ];
+        for (file, value, key) in pairs {
+            if let Some(path) = file
+                && let Some(secret) = read_secret_file(path, key, &mut problems)
+            {
+                *value = secret;
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigErrors(problems)) }
+    }
+
+    /// Checks every setting and returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut p = Vec::new();
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            p.push(format!("{}: {:?} is not an address:port", setting("server.bind"), self.server.bind));
+        }
+        match Url::parse(&self.server.issuer) {
+            Ok(url) => {
+                if !matches!(url.scheme(), "http" | "https") {
+                    p.push(format!("{}: must be an http(s) URL", setting("server.issuer")));
+                } else if url.query().is_some() || url.fragment().is_some() {
+                    // RFC 8414 §2: no query or fragment components.
+                    p.push(format!("{}: must have no query or fragment", setting("server.issuer")));
+                } else if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or("")) {
+                    p.push(format!(
+                        "{}: must use https unless the host is loopback (OAuth 2.1 §1.5)",
+                        setting("server.issuer")
+                    ));
+                }
+            }
+            Err(e) => p.push(format!("{}: {e}", setting("server.issuer"))),
+        }
+        for net in &self.server.trusted_proxies {
+            if parse_net(net).is_none() {
+                p.push(format!("{}: {net:?} is not an address or CIDR", setting("server.trusted_proxies")));
+            }
+        }
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            p.push(format!("{}: must be \"text\" or \"json\"", setting("server.log_format")));
+        }
+        if self.store.kind == StoreKind::Redis {
+            match Url::parse(self.store.redis_url.expose()) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
+                Ok(_) => p.push(format!("{}: must be a redis:// or rediss:// URL", setting("store.redis_url"))),
+                Err(_) => p.push(format!(
+                    "{}: required for store.type = \"redis\" (or store.redis_url_file)",
+                    setting("store.redis_url")
+                )),
+            }
+            if self.store.pool_size == 0 {
+                p.push(format!("{}: must be at least 1", setting("store.pool_size")));
+            }
+        }
+        let t = &self.tokens;
+        for (v, key, max) in [
+            (t.access_token_ttl, "tokens.access_token_ttl", 86_400),
+            (t.refresh_token_ttl, "tokens.refresh_token_ttl", 366 * 86_400),
+            (t.code_ttl, "tokens.code_ttl", 600),
+            (t.login_ttl, "tokens.login_ttl", 3600),
+        ] {
+            if v == 0 || v > max {
+                p.push(format!("{}: must be between 1 and {max} seconds", setting(key)));
+            }
+        }
+        for (i, path) in t.private_key_file.iter().chain(&t.previous_key_files).enumerate() {
+            if !path.is_file() {
+                let key = if i == 0 && t.private_key_file.is_some() {
+                    "tokens.private_key_file"
+                } else {
+                    "tokens.previous_key_files"
+                };
+                p.push(format!("{}: {} is not a readable file", setting(key), path.display()));
+            }
+        }
+        if self.oauth.scopes_supported.iter().any(|s| !crate::oauth::scope::is_scope_token(s)) {
+            p.push(format!("{}: scope names are printable ASCII without spaces or quotes", setting("oauth.scopes_supported")));
+        }
+        if self.oauth.default_scopes.iter().any(|s| !self.oauth.scopes_supported.contains(s)) {
+            p.push(format!("{}: every default scope must be in oauth.scopes_supported", setting("oauth.default_scopes")));
+        }
+        if self.registration.max_redirect_uris == 0 {
+            p.push(format!("{}: must be at least 1", setting("registration.max_redirect_uris")));
+        }
+        let gh = &self.github;
+        if gh.enabled() {
+            if gh.client_secret.is_empty() {
+                p.push(format!("{}: required when github.client_id is set (or github.client_secret_file)", setting("github.client_secret")));
+            }
+            for (v, key) in [(&gh.authorize_url, "github.authorize_url"), (&gh.token_url, "github.token_url"), (&gh.api_url, "github.api_url")] {
+                if !Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                    p.push(format!("{}: {v:?} is not an http(s) URL", setting(key)));
+                }
+            }
+        }
+        for (i, u) in self.local.users.iter().enumerate() {
+            if u.username.is_empty() || u.username.chars().any(|c| c.is_control() || c == ':') {
+                p.push(format!("local.users[{i}].username: must be non-empty, without ':' or control characters"));
+            }
+            if argon2::PasswordHash::new(u.password_hash.expose()).is_err() {
+                p.push(format!(
+                    "local.users[{i}].password_hash: not an argon2 PHC string (make one with `mcp-authd hash-password`)"
+                ));
+            }
+        }
+        for (i, r) in self.resources.iter().enumerate() {
+            match Url::parse(&r.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.fragment().is_none() && u.query().is_none() => {}
+                _ => p.push(format!(
+                    "resources[{i}].url: {:?} must be an absolute http(s) URL without query or fragment (RFC 8707 §2)",
+                    r.url
+                )),
+            }
+        }
+        if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
+    }
+
+    /// Risky but legal settings, for the operator to read at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.github.enabled() && self.local.users.is_empty() {
+            w.push("no identity provider is configured ([github] or [[local.users]]): nobody can log in".into());
+        }
+        if self.store.kind == StoreKind::Redis && self.tokens.private_key_file.is_none() {
+            w.push("store.type = \"redis\" without tokens.private_key_file: each replica generates its own signing key, so replicas will not accept each other's tokens".into());
+        }
+        if self.verify.forward_token {
+            w.push("verify.forward_token = true: the MCP servers behind the proxy receive users' bearer tokens".into());
+        }
+        if self.resources.is_empty() {
+            w.push("no [[resources]] configured: any URL behind the proxy is treated as its own protected resource".into());
+        }
+        w
+    }
+
+    /// The embedded store's file.
+    pub fn embedded_store_path(&self) -> PathBuf {
+        self.store.path.clone().unwrap_or_else(|| self.server.data_dir.join("mcp-authd.redb"))
+    }
+
+    /// The issuer without a trailing slash, for building endpoint URLs.
+    pub fn base_url(&self) -> &str {
+        self.server.issuer.trim_end_matches('/')
+    }
+
+    /// `server.trusted_proxies`, parsed (validate() has checked them).
+    pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
+        self.server.trusted_proxies.iter().filter_map(|s| parse_net(s)).collect()
+    }
+}
+
+/// Parses `10.0.0.0/8` or a bare address (as a /32 or /128).
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_setting() {
+        let mut c = Config::default();
+        c.server.issuer = "http://auth.example.com".into();
+        c.server.bind = "nowhere".into();
+        c.tokens.code_ttl = 0;
+        c.store.kind = StoreKind::Redis;
+        let errs = c.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].starts_with("server.bind (MCP_AUTHD__SERVER__BIND)"));
+        assert!(errs[1].contains("must use https"));
+        assert!(errs.iter().any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)")));
+        assert!(errs.iter().any(|e| e.starts_with("tokens.code_ttl")));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = SecretString::new("hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let mut c = Config::default();
+        c.github.client_secret = s;
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "LOCALHOST"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["localhost.evil.com", "10.0.0.1", "example.com", ""] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+}

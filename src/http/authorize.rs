@@ -1,0 +1,279 @@
+//! The browser side of the code flow: `GET /authorize`, the login page (`GET/POST /login`,
+//! `GET /login/{provider}`), and the upstream return (`GET /callback[/{provider}]`).
+//!
+//! The parked authorization request is bound to the browser that started it by an HttpOnly,
+//! SameSite=Lax cookie whose digest the request stores: a login form posted from another site
+//! does not carry it, and a callback arriving in another browser does not match it (login CSRF,
+//! RFC 9700 §4.7). The upstream `state` is the parked request's random id.
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::page::{self, escape};
+use super::read_form;
+use crate::AppState;
+use crate::error::{Error, ErrorCode};
+use crate::oauth::authorize::{self, AuthorizeError, error_redirect};
+use crate::oauth::params::Params;
+use crate::oauth::secret::{constant_time_eq, digest, random_token};
+use crate::store::PendingAuthorization;
+use crate::upstream::{IdentityProvider, UpstreamError};
+
+/// The browser-binding cookie.
+const COOKIE: &str = "mcp_authd_login";
+
+/// `?session=` of the login pages.
+#[derive(Deserialize)]
+pub struct SessionQuery {
+    session: Option<String>,
+}
+
+/// `?state=&code=&error=` of the upstream callback.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+fn found(location: &str) -> HttpResponse {
+    HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
+}
+
+fn respond_error(err: AuthorizeError) -> HttpResponse {
+    match err {
+        AuthorizeError::Page { status, message } => page::error(status, &message),
+        AuthorizeError::Redirect(location) => found(&location),
+    }
+}
+
+/// The cookie value of this browser, reusing a well-formed existing one so that parallel
+/// logins in one browser do not cancel each other.
+fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
+    let value = req
+        .cookie(COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_else(|| random_token(32));
+    Cookie::build(COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.config.server.issuer.starts_with("https://"))
+        .max_age(actix_web::cookie::time::Duration::seconds(app.config.tokens.login_ttl as i64))
+        .finish()
+}
+
+/// Whether this browser is the one that started the parked request.
+fn same_browser(req: &HttpRequest, pending: &PendingAuthorization) -> bool {
+    req.cookie(COOKIE).is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
+}
+
+fn login_ttl(app: &AppState) -> Duration {
+    Duration::from_secs(app.config.tokens.login_ttl)
+}
+
+fn callback_url(app: &AppState, provider: &str) -> String {
+    format!("{}/callback/{provider}", app.config.base_url())
+}
+
+/// Sends the browser to a redirect provider, remembering its PKCE verifier.
+fn upstream_redirect(app: &AppState, pending: &mut PendingAuthorization, provider: &dyn IdentityProvider, id: &str) -> String {
+    let verifier = random_token(32);
+    let url = provider.authorize_url(&callback_url(app, provider.id()), id, &verifier);
+    pending.provider = Some(provider.id().to_owned());
+    pending.upstream_verifier = Some(verifier);
+    url
+}
+
+/// `GET /authorize`: validates, parks the request, and sends the browser to log in.
+pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let mut pending = match authorize::validate(&app, req.query_string()).await {
+        Ok(p) => p,
+        Err(e) => return respond_error(e),
+    };
+    if app.upstreams.is_empty() {
+        return respond_error(error_redirect(
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            &app.config.server.issuer,
+            ErrorCode::ServerError,
+            "no login method is configured on this server",
+        ));
+    }
+    let cookie = binding_cookie(&req, &app);
+    pending.browser_binding = digest(cookie.value());
+    let id = random_token(32);
+    let next = match (app.upstreams.local.is_empty(), app.upstreams.redirect.as_slice()) {
+        // One way to log in, and it is a redirect: go straight there.
+        (true, [only]) => upstream_redirect(&app, &mut pending, only.as_ref(), &id),
+        _ => format!("{}/login?session={id}", app.config.base_url()),
+    };
+    if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(&app)).await {
+        return respond_error(Error::from(e).into());
+    }
+    HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, next)).finish()
+}
+
+/// Loads the parked request of a login page, checking the browser.
+async fn pending_for(app: &AppState, req: &HttpRequest, session: Option<&str>) -> Result<PendingAuthorization, HttpResponse> {
+    let expired = || page::error(400, "This sign-in link has expired or was already used.");
+    let Some(session) = session.filter(|s| s.len() <= 64) else { return Err(expired()) };
+    let pending = match app.store.get_pending(session).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(respond_error(Error::from(e).into())),
+    };
+    if !same_browser(req, &pending) {
+        return Err(page::error(400, "This sign-in was started in another browser (or cookies are blocked)."));
+    }
+    Ok(pending)
+}
+
+/// Renders the login page: the local form and a button per redirect provider.
+async fn login_page(app: &AppState, session: &str, pending: &PendingAuthorization, error: Option<&str>) -> HttpResponse {
+    let client_name = match app.store.get_client(&pending.client_id).await {
+        Ok(Some(c)) => c.metadata.client_name.unwrap_or(c.client_id),
+        _ => pending.client_id.clone(),
+    };
+    let redirect_host = url::Url::parse(&pending.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let base = app.config.base_url();
+    let mut body = format!(
+        "<p>Sign in to continue to <strong>{}</strong> <span class=\"meta\">(returns to {})</span>.</p>",
+        escape(&client_name),
+        escape(&redirect_host)
+    );
+    if let Some(e) = error {
+        body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)));
+    }
+    if !app.upstreams.local.is_empty() {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"{}/login\"><input type=\"hidden\" name=\"session\" value=\"{}\">\
+<label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
+<label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Sign in</button></form>",
+            escape(base),
+            escape(session)
+        ));
+    }
+    for p in &app.upstreams.redirect {
+        body.push_str(&format!(
+            "<p><a class=\"button\" href=\"{}/login/{}?session={}\">Sign in with {}</a></p>",
+            escape(base),
+            escape(p.id()),
+            escape(session),
+            escape(p.label())
+        ));
+    }
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    page::render(status, "Sign in", &body)
+}
+
+/// `GET /login?session=`: the login page.
+pub async fn get_login(app: web::Data<AppState>, req: HttpRequest, q: web::Query<SessionQuery>) -> HttpResponse {
+    let session = q.session.as_deref().unwrap_or("");
+    match pending_for(&app, &req, Some(session)).await {
+        Ok(pending) => login_page(&app, session, &pending, None).await,
+        Err(res) => res,
+    }
+}
+
+/// `POST /login`: checks a local user's password and completes the authorization.
+pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let form: Params = match read_form(&req, payload).await {
+        Ok(f) => f,
+        Err(e) => return page::error(400, &e.description()),
+    };
+    let session = form.get("session").unwrap_or("");
+    let pending = match pending_for(&app, &req, Some(session)).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
+    let Some(user) = app.upstreams.local.authenticate(username, password).await else {
+        tracing::info!(audit = "login_failed", auth = "failure", provider = "local", "wrong username or password");
+        return login_page(&app, session, &pending, Some("Wrong username or password.")).await;
+    };
+    // Consume the parked request: one login, one code.
+    let pending = match app.store.take_pending(session).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return page::error(400, "This sign-in link has expired or was already used."),
+        Err(e) => return respond_error(Error::from(e).into()),
+    };
+    match authorize::complete(&app, pending, user).await {
+        Ok(location) => HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish(),
+        Err(e) => respond_error(e),
+    }
+}
+
+/// `GET /login/{provider}?session=`: the user chose a redirect provider.
+pub async fn get_login_provider(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<SessionQuery>,
+) -> HttpResponse {
+    let Some(provider) = app.upstreams.provider(&path) else {
+        return page::error(404, "Unknown sign-in method.");
+    };
+    let session = q.session.as_deref().unwrap_or("");
+    let mut pending = match pending_for(&app, &req, Some(session)).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let url = upstream_redirect(&app, &mut pending, provider, session);
+    if let Err(e) = app.store.put_pending(session, &pending, login_ttl(&app)).await {
+        return respond_error(Error::from(e).into());
+    }
+    found(&url)
+}
+
+/// `GET /callback[/{provider}]`: the provider sends the browser back with a code.
+pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest, q: web::Query<CallbackQuery>) -> HttpResponse {
+    // `/callback` alone is the first redirect provider (the Python gateway's path).
+    let provider = match req.match_info().get("provider") {
+        Some(id) => app.upstreams.provider(id),
+        None => app.upstreams.redirect.first().map(|p| p.as_ref()),
+    };
+    let Some(provider) = provider else { return page::error(404, "Unknown sign-in method.") };
+    let Some(state) = q.state.as_deref().filter(|s| s.len() <= 64) else {
+        return page::error(400, "The identity provider's answer has no state.");
+    };
+    let pending = match app.store.take_pending(state).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return page::error(400, "This sign-in has expired or was already completed."),
+        Err(e) => return respond_error(Error::from(e).into()),
+    };
+    if !same_browser(&req, &pending) || pending.provider.as_deref() != Some(provider.id()) {
+        return page::error(400, "This sign-in was started in another browser (or cookies are blocked).");
+    }
+    let issuer = app.config.server.issuer.clone();
+    let back = |code: ErrorCode, description: &str| {
+        respond_error(error_redirect(&pending.redirect_uri, pending.state.as_deref(), &issuer, code, description))
+    };
+    if q.error.is_some() {
+        return back(ErrorCode::AccessDenied, "the user declined at the identity provider");
+    }
+    let (Some(code), Some(verifier)) = (q.code.as_deref(), pending.upstream_verifier.as_deref()) else {
+        return back(ErrorCode::ServerError, "the identity provider returned no code");
+    };
+    match provider.exchange(&callback_url(&app, provider.id()), code, verifier).await {
+        Ok(user) => match authorize::complete(&app, pending, user).await {
+            Ok(location) => found(&location),
+            Err(e) => respond_error(e),
+        },
+        Err(UpstreamError::Denied(why)) => {
+            tracing::info!(audit = "login_denied", auth = "failure", provider = provider.id(), reason = %why, "login denied");
+            back(ErrorCode::AccessDenied, "this user is not allowed to use this server")
+        }
+        Err(UpstreamError::Failed(why)) => {
+            tracing::warn!(auth = "error", provider = provider.id(), reason = %why, "upstream login failed");
+            back(ErrorCode::ServerError, "the identity provider could not be reached or failed")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Liveness and readiness (the Helm probes).
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::AppState;
+
+/// `GET /health`: the process answers.
+pub async fn get_health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the store answers and the server is not draining.
+pub async fn get_ready(app: web::Data<AppState>) -> HttpResponse {
+    if app.draining.load(Ordering::Acquire) {
+        return HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" }));
+    }
+    match app.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: store unreachable");
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "store unavailable" }))
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The HTTP surface: thin actix-web handlers, one file per endpoint group, and the one route
+//! table [`configure`] used by the server and by every test.
+
+pub mod authorize;
+pub mod health;
+pub mod metadata;
+pub mod page;
+pub mod register;
+pub mod token;
+pub mod verify;
+
+use actix_cors::Cors;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use futures_util::StreamExt;
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
+
+use crate::error::Error;
+use crate::oauth::params::Params;
+
+/// Largest request body read by any endpoint (bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").route(web::get().to(health::get_health)))
+        .service(web::resource("/ready").route(web::get().to(health::get_ready)))
+        .service(
+            web::resource(["/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/{tail:.*}", "/.well-known/openid-configuration"])
+                .wrap(cors())
+                .route(web::get().to(metadata::get_authorization_server)),
+        )
+        .service(
+            web::resource(["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/{tail:.*}"])
+                .wrap(cors())
+                .route(web::get().to(metadata::get_protected_resource)),
+        )
+        .service(web::resource("/jwks").wrap(cors()).route(web::get().to(metadata::get_jwks)))
+        .service(web::resource("/register").wrap(cors()).route(web::post().to(register::post_register)))
+        .service(
+            web::resource("/register/{client_id}")
+                .wrap(cors())
+                .route(web::get().to(register::get_client))
+                .route(web::put().to(register::put_client))
+                .route(web::delete().to(register::delete_client)),
+        )
+        .service(web::resource("/authorize").route(web::get().to(authorize::get_authorize)))
+        .service(
+            web::resource("/login")
+                .route(web::get().to(authorize::get_login))
+                .route(web::post().to(authorize::post_login)),
+        )
+        .service(web::resource("/login/{provider}").route(web::get().to(authorize::get_login_provider)))
+        .service(web::resource(["/callback", "/callback/{provider}"]).route(web::get().to(authorize::get_callback)))
+        .service(web::resource("/token").wrap(cors()).route(web::post().to(token::post_token)))
+        .service(web::resource("/revoke").wrap(cors()).route(web::post().to(token::post_revoke)))
+        .service(web::resource("/introspect").route(web::post().to(token::post_introspect)))
+        .service(web::resource(["/verify", "/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)))
+        .default_service(web::to(not_found));
+}
+
+/// CORS for the endpoints browser-based MCP clients call directly (metadata, registration,
+/// token). No cookies are involved there, so any origin may call them.
+fn cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allow_any_header()
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(3600)
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" }))
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes.
+pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Error::invalid_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Error::invalid_request(format!("the request body exceeds {MAX_BODY} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2), parsed strictly.
+pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, Error> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(Error::invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    Params::parse(&read_body(payload).await?).map_err(Error::invalid_request)
+}
+
+/// The `Authorization: Bearer` token, if any (RFC 6750 §2.1).
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// A response that no cache may keep (RFC 6749 §5.1).
+pub fn no_store(mut res: HttpResponseBuilder) -> HttpResponseBuilder {
+    res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    res.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+    res
+}
+
+/// Request spans without query strings (they can hold codes) and with a request id taken
+/// from a well-formed `X-Request-Id` or generated.
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let incoming = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+            .map(str::to_owned);
+        let id = incoming.unwrap_or_else(|| {
+            request.extensions().get::<RequestId>().map(|r| r.to_string()).unwrap_or_default()
+        });
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.path(),
+            request_id = %id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+        let status = match outcome {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        span.record("status", status);
+        let _enter = span.enter();
+        if status >= 500 {
+            tracing::warn!(status, "request failed");
+        } else {
+            tracing::debug!(status, "request done");
+        }
+    }
+}

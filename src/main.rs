@@ -1,0 +1,223 @@
+//! The `mcp-authd` command: `serve`, `check-config`, `keys`, `token`, `hash-password`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcp_authd::config::Config;
+use mcp_authd::jwt::{AccessClaims, Keys};
+use mcp_authd::oauth::secret::random_token;
+use mcp_authd::upstream::{Upstreams, local::hash_password};
+use mcp_authd::{AppState, http, http_client};
+use tracing_actix_web::TracingLogger;
+
+/// OAuth 2.1 authorization server and ForwardAuth decision point for MCP servers.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Default: ./mcp-authd.toml if it exists, else built-in
+    /// defaults; MCP_AUTHD__SECTION__KEY environment variables override either.
+    #[arg(long, short, global = true, env = "MCP_AUTHD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Add a local user `demo` for trying things out; its password comes from
+        /// MCP_AUTHD_DEMO_PASSWORD or is generated and printed.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Validate the configuration; exit 1 listing every problem.
+    CheckConfig,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Access tokens for service accounts and tests.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Hash a password (read from standard input) for a [[local.users]] entry.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key; the previous one stays in /jwks until its tokens expire.
+    /// Restart the servers to start signing with it.
+    Rotate,
+    /// Print the public JWK Set.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Sign an access token directly (logged as an audit event).
+    Mint {
+        /// Subject (user id).
+        #[arg(long)]
+        sub: String,
+        /// Audience: the protected resource URL.
+        #[arg(long)]
+        aud: String,
+        /// Space-separated scopes.
+        #[arg(long, default_value = "mcp")]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        /// Client id recorded in the token.
+        #[arg(long, default_value = "mcp-authd-cli")]
+        client_id: String,
+        /// User name recorded in the token.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn config_path(cli: Option<PathBuf>) -> Option<PathBuf> {
+    cli.or_else(|| Some(PathBuf::from("mcp-authd.toml")).filter(|p| p.exists()))
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json || std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let path = config_path(cli.config);
+    match cli.command {
+        Command::Serve { demo } => {
+            let config = load(path.as_deref())?;
+            init_logging(config.server.log_format == "json");
+            serve(config, demo).await
+        }
+        Command::CheckConfig => match Config::load(path.as_deref()) {
+            Ok(config) => {
+                for w in config.warnings() {
+                    println!("warning: {w}");
+                }
+                println!("configuration is valid");
+                Ok(())
+            }
+            Err(e) => {
+                eprint!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Command::Keys { command } => {
+            let config = load(path.as_deref())?;
+            match command {
+                KeysCommand::Rotate => println!("new signing key: {}", mcp_authd::jwt::rotate(&config)?),
+                KeysCommand::Show => println!("{}", serde_json::to_string_pretty(&Keys::load(&config)?.jwks())?),
+            }
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Mint { sub, aud, scope, ttl, client_id, name } } => {
+            let config = load(path.as_deref())?;
+            init_logging(false);
+            let keys = Keys::load(&config)?;
+            let now = mcp_authd::store::now();
+            let claims = AccessClaims {
+                iss: config.server.issuer.clone(),
+                sub,
+                aud: aud.trim_end_matches('/').to_owned(),
+                exp: now + ttl,
+                iat: now,
+                jti: random_token(16),
+                client_id,
+                scope,
+                sid: random_token(16),
+                auth_time: now,
+                preferred_username: name,
+                email: None,
+            };
+            tracing::info!(audit = "token_minted", sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token minted");
+            println!("{}", keys.sign(&claims)?);
+            Ok(())
+        }
+        Command::HashPassword => {
+            eprintln!("password (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "empty password");
+            println!("{}", hash_password(password)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    let bind = config.server.bind.clone();
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let mut upstreams = Upstreams::from_config(&config, http_client()?);
+    if demo {
+        let password = std::env::var("MCP_AUTHD_DEMO_PASSWORD").unwrap_or_else(|_| random_token(12));
+        upstreams.local = upstreams.local.with_user("demo", hash_password(&password)?, Some("demo@example.com".into()));
+        println!("demo login: user \"demo\", password \"{password}\" (from MCP_AUTHD_DEMO_PASSWORD or generated)");
+    }
+    let issuer = config.server.issuer.clone();
+    let state = web::Data::new(AppState::new(config, upstreams).await.context("starting mcp-authd")?);
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(TracingLogger::<http::RequestSpan>::new())
+            .configure(http::configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .disable_signals()
+    .bind(&bind)
+    .with_context(|| format!("binding {bind}"))?
+    .run();
+    tracing::info!(%bind, %issuer, metadata = %format!("{}/.well-known/oauth-authorization-server", issuer.trim_end_matches('/')), "mcp-authd listening");
+    let handle = server.handle();
+    let draining = state.draining.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        draining.store(true, Ordering::Release);
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,268 @@
+//! Persistent state of the authorization server behind one small async trait.
+//!
+//! Everything the server remembers between requests goes through [`Store`]: registered clients
+//! (RFC 7591), authorization requests waiting for the user to log in, authorization codes
+//! (RFC 6749 §4.1.2, single use), refresh tokens (RFC 6749 §6, rotated with reuse detection per
+//! RFC 9700 §4.14.2) and revocations (RFC 7009). Two backends implement it, `embedded` (a redb
+//! file, the default) and `redis` (shared by any number of replicas); `tests/store_conformance.rs`
+//! runs the same suite against both.
+//!
+//! Secrets never reach the store in clear: codes and refresh tokens are looked up by their
+//! SHA-256 digest (see [`crate::oauth::secret`]) and client secrets are stored as digests.
+
+pub mod embedded;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, StoreKind};
+use crate::oauth::client::ClientMetadata;
+
+/// A failure of the storage backend itself (never "not found", which is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded; the record is left untouched.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The user as the upstream identity provider described them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable subject identifier (`sub`); GitHub's numeric id, or `local:<username>`.
+    pub id: String,
+    /// Display / login name (`X-User-Name`).
+    pub name: String,
+    /// Verified e-mail address, when the provider gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Which provider authenticated the user (`github`, `local`, ...).
+    pub provider: String,
+}
+
+/// A registered client (RFC 7591 §3.2.1), with its secrets reduced to digests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// RFC 7591 `client_id`.
+    pub client_id: String,
+    /// SHA-256 digest of the client secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    /// SHA-256 digest of the RFC 7592 registration access token.
+    pub registration_token_hash: String,
+    /// Seconds since the epoch at which the client was registered.
+    pub client_id_issued_at: i64,
+    /// The registered metadata, validated.
+    pub metadata: ClientMetadata,
+}
+
+/// An authorization request parked while the user logs in upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    /// The client that asked.
+    pub client_id: String,
+    /// The redirect URI the code will be delivered to (validated against the registration).
+    pub redirect_uri: String,
+    /// Whether the request carried `redirect_uri` (then the token request must repeat it).
+    pub redirect_uri_explicit: bool,
+    /// Client state, echoed back verbatim.
+    pub state: Option<String>,
+    /// RFC 7636 S256 code challenge.
+    pub code_challenge: String,
+    /// Granted scope (space separated, already narrowed to what the server supports).
+    pub scope: String,
+    /// RFC 8707 resource the token will be bound to.
+    pub resource: String,
+    /// Digest of the browser-binding cookie set at /authorize (login CSRF protection).
+    pub browser_binding: String,
+    /// Upstream provider chosen for this login, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Upstream PKCE verifier (the upstream leg uses PKCE too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_verifier: Option<String>,
+}
+
+/// What an authorization code stands for (RFC 6749 §4.1.2: bound to client and redirect URI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    /// The client the code was issued to; no other client may redeem it.
+    pub client_id: String,
+    /// The redirect URI used at /authorize.
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was sent at /authorize (RFC 6749 §4.1.3).
+    pub redirect_uri_explicit: bool,
+    /// RFC 7636 S256 challenge the verifier must match.
+    pub code_challenge: String,
+    /// Granted scope.
+    pub scope: String,
+    /// RFC 8707 resource (the access token's audience).
+    pub resource: String,
+    /// The authenticated user.
+    pub user: User,
+    /// The grant family every token issued from this code belongs to.
+    pub family_id: String,
+    /// When the user authenticated (seconds since the epoch).
+    pub auth_time: i64,
+}
+
+/// The outcome of redeeming an authorization code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeTake {
+    /// First use: the grant it stood for. The code is gone from the store.
+    Fresh(CodeGrant),
+    /// The code was redeemed before: the family of tokens issued from it must be revoked
+    /// (RFC 6749 §4.1.2, RFC 9700 §4.1.1 / §4.5).
+    Replayed {
+        /// Family of the tokens issued at the first redemption.
+        family_id: String,
+    },
+    /// Never issued, or expired.
+    Unknown,
+}
+
+/// A refresh token's grant (RFC 6749 §6), bound to client and resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The grant family (one per authorization code redemption).
+    pub family_id: String,
+    /// Granted scope.
+    pub scope: String,
+    /// RFC 8707 resource.
+    pub resource: String,
+    /// The user.
+    pub user: User,
+    /// Seconds since the epoch after which the token is dead.
+    pub expires_at: i64,
+    /// When the user authenticated.
+    pub auth_time: i64,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshTake {
+    /// First presentation: it is now marked used and must be replaced by a new one.
+    Fresh(RefreshRecord),
+    /// The token was already rotated: someone replayed it (RFC 9700 §4.14.2).
+    Reused(RefreshRecord),
+    /// Never issued or expired.
+    Unknown,
+}
+
+/// What a revocation covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RevocationTarget {
+    /// One access token, by `jti`.
+    Token(String),
+    /// Every token of one grant family (`sid` claim / refresh token family).
+    Family(String),
+    /// Every token issued to a client before the revocation (client deleted).
+    Client(String),
+    /// Every token issued for a user before the revocation.
+    User(String),
+}
+
+/// A revocation, kept until no token it covers can still be alive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// What is revoked.
+    pub target: RevocationTarget,
+    /// When (seconds since the epoch); `Client`/`User` revocations cover tokens issued up to then.
+    pub revoked_at: i64,
+    /// When the record may be forgotten (seconds since the epoch).
+    pub expires_at: i64,
+}
+
+/// The storage contract. Every ephemeral record carries a TTL and disappears by itself.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts or replaces a client registration.
+    async fn put_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// Looks a client up by `client_id`.
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Deletes a client; `true` when it existed.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+
+    /// Parks an authorization request under a random id for `ttl`.
+    async fn put_pending(
+        &self,
+        id: &str,
+        pending: &PendingAuthorization,
+        ttl: Duration,
+    ) -> StoreResult<()>;
+    /// Reads a parked request without consuming it.
+    async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>>;
+    /// Removes and returns a parked request (atomic: one caller wins).
+    async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>>;
+
+    /// Stores an authorization code under its digest for `ttl`.
+    async fn put_code(&self, code_hash: &str, grant: &CodeGrant, ttl: Duration)
+    -> StoreResult<()>;
+    /// Redeems a code atomically. A redeemed code leaves a tombstone for `tombstone_ttl` so
+    /// that a replay is recognised as such.
+    async fn take_code(&self, code_hash: &str, tombstone_ttl: Duration) -> StoreResult<CodeTake>;
+
+    /// Stores a refresh token under its digest until `record.expires_at`.
+    async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
+    /// Reads a refresh token without using it (introspection, revocation).
+    async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
+    /// Uses a refresh token: atomically marks it rotated and says whether it already was.
+    async fn take_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake>;
+
+    /// Records a revocation (idempotent) and tells every replica about it.
+    async fn revoke(&self, revocation: &Revocation) -> StoreResult<()>;
+    /// All revocations that have not expired yet.
+    async fn revocations(&self) -> StoreResult<Vec<Revocation>>;
+
+    /// Checks that the backend answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Revocations recorded by other replicas, as they happen. `None` for a backend that only
+    /// one process can use (every revocation is then local and applied directly).
+    fn revocation_feed(&self) -> Option<BoxStream<'static, FeedEvent>> {
+        None
+    }
+}
+
+/// What the live revocation feed of a shared backend reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// The feed is (re)connected: reload [`Store::revocations`], then trust the feed again.
+    Connected,
+    /// Another replica (or this one) recorded a revocation.
+    Revoked(Revocation),
+    /// The feed is down: revocations may be missed until the next `Connected`.
+    Disconnected,
+}
+
+/// Opens the backend the configuration names.
+pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.kind {
+        StoreKind::Embedded => {
+            let path = config.embedded_store_path();
+            Ok(Arc::new(embedded::EmbeddedStore::open(&path)?))
+        }
+        StoreKind::Redis => Ok(Arc::new(redis::RedisStore::connect(&config.store).await?)),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

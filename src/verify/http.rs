@@ -1,0 +1,214 @@
+//! The ForwardAuth dialects of `/verify`: how each proxy describes the original request, and
+//! how a [`Decision`] becomes the response the proxy acts on.
+//!
+//! Traefik (`forwardAuth`) and Caddy (`forward_auth`) send `X-Forwarded-Method`, `-Proto`,
+//! `-Host` and `-Uri`. These headers are believed only when the request comes from an address
+//! in `server.trusted_proxies`; from anywhere else they are ignored and the request is judged
+//! as a request for the root of its own `Host`.
+
+use std::net::IpAddr;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use ipnet::IpNet;
+use url::Url;
+
+use super::resource::{ProtectedResource, origin_of};
+use super::{Decision, OriginalRequest};
+use crate::config::Config;
+
+/// What /verify needs from the configuration, parsed once.
+#[derive(Debug)]
+pub struct Dialect {
+    trusted: Vec<IpNet>,
+    issuer_scheme: String,
+    /// Identity header names, in the order of `verify::H_*`.
+    names: [HeaderName; 5],
+    forward_token: bool,
+}
+
+fn header_name(s: &str) -> HeaderName {
+    HeaderName::try_from(s).unwrap_or_else(|_| HeaderName::from_static("x-invalid-header-name"))
+}
+
+impl Dialect {
+    /// From the configuration.
+    pub fn new(config: &Config) -> Self {
+        let h = &config.verify.headers;
+        Self {
+            trusted: config.trusted_proxy_nets(),
+            issuer_scheme: Url::parse(&config.server.issuer).map(|u| u.scheme().to_owned()).unwrap_or_else(|_| "https".into()),
+            names: [
+                header_name(&h.user_id),
+                header_name(&h.user_name),
+                header_name(&h.user_email),
+                header_name(&h.client_id),
+                header_name(&h.scope),
+            ],
+            forward_token: config.verify.forward_token,
+        }
+    }
+
+    /// Whether `peer` may speak for the original request.
+    pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+                v4 => v4,
+            };
+            self.trusted.iter().any(|n| n.contains(&ip))
+        })
+    }
+
+    /// The original request, from the forwarded headers of a trusted proxy.
+    pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
+        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let own_host = h("host").unwrap_or("localhost");
+        let trusted = self.is_trusted(req.peer_addr().map(|a| a.ip()));
+        let (method, scheme, host, uri) = if trusted {
+            (
+                h("x-forwarded-method").unwrap_or(req.method().as_str()),
+                h("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(&self.issuer_scheme),
+                h("x-forwarded-host").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(own_host),
+                h("x-forwarded-uri").unwrap_or("/"),
+            )
+        } else {
+            (req.method().as_str(), self.issuer_scheme.as_str(), own_host, "/")
+        };
+        normalize(method, scheme, host, uri)
+    }
+
+    /// `scheme://host` of a request routed to us directly (RFC 9728 metadata): the forwarded
+    /// proto and host from a trusted proxy, else our own `Host`.
+    pub fn request_origin(&self, req: &HttpRequest) -> String {
+        let mut r = self.original_request(req);
+        if !self.is_trusted(req.peer_addr().map(|a| a.ip())) {
+            r.scheme = self.issuer_scheme.clone();
+        }
+        r.origin()
+    }
+
+    /// The response the proxy acts on.
+    pub fn respond(&self, decision: Decision, authorization: Option<&HeaderValue>) -> HttpResponse {
+        match decision {
+            Decision::Allow(identity) => {
+                let mut res = HttpResponse::Ok();
+                if let Some(v) = identity {
+                    for (i, value) in &v.headers {
+                        if !value.is_empty() {
+                            res.insert_header((self.names[*i].clone(), value.clone()));
+                        }
+                    }
+                    if self.forward_token
+                        && let Some(auth) = authorization
+                    {
+                        res.insert_header((header::AUTHORIZATION, auth.clone()));
+                    }
+                }
+                res.finish()
+            }
+            Decision::Unauthorized { resource, error } => {
+                let mut challenge = base_challenge(&resource);
+                if let Some(why) = error {
+                    challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
+                }
+                json_error(
+                    StatusCode::UNAUTHORIZED,
+                    Some(challenge),
+                    "invalid_token",
+                    error.unwrap_or("a bearer token is required"),
+                )
+            }
+            Decision::Forbidden { resource, missing_scope: Some(scope), description } => {
+                // RFC 6750 §3.1 + MCP step-up: say which scope would help.
+                let challenge = format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\", error_description=\"{description}\"",
+                    resource.metadata_url()
+                );
+                json_error(StatusCode::FORBIDDEN, Some(challenge), "insufficient_scope", description)
+            }
+            Decision::Forbidden { description, .. } => json_error(StatusCode::FORBIDDEN, None, "access_denied", description),
+            Decision::NotProtected => json_error(
+                StatusCode::FORBIDDEN,
+                None,
+                "access_denied",
+                "no protected resource is configured for this URL",
+            ),
+            Decision::Unavailable => {
+                let mut res = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "temporarily_unavailable",
+                    "revocation state is not current; retry shortly",
+                );
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res
+            }
+        }
+    }
+}
+
+/// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1, RFC 6750 §3).
+fn base_challenge(resource: &ProtectedResource) -> String {
+    let mut c = format!("Bearer resource_metadata=\"{}\"", resource.metadata_url());
+    if !resource.scopes.is_empty() {
+        c.push_str(&format!(", scope=\"{}\"", resource.scopes.join(" ")));
+    }
+    c
+}
+
+fn json_error(status: StatusCode, challenge: Option<String>, error: &str, description: &str) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        res.insert_header((header::WWW_AUTHENTICATE, c));
+    }
+    res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    res.json(serde_json::json!({ "error": error, "error_description": description }))
+}
+
+/// Canonical form of the original request: the URL parser percent-encodes what needs it and
+/// refuses hosts that are not hosts; what does not parse is judged as the root of `localhost`.
+fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
+    let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
+    let uri = if uri.starts_with('/') { uri } else { "/" };
+    let parsed = Url::parse(&format!("{scheme}://{host}{uri}"))
+        .ok()
+        .filter(|u| u.host_str().is_some() && u.username().is_empty() && u.password().is_none());
+    let Some(url) = parsed else {
+        return OriginalRequest { method: method.to_owned(), scheme: scheme.into(), host: "localhost".into(), uri: "/".into() };
+    };
+    let origin = origin_of(&url);
+    let host = origin.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or_default();
+    let uri = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    OriginalRequest { method: method.to_ascii_uppercase(), scheme: scheme.into(), host, uri }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization() {
+        let r = normalize("post", "https", "MCP.Example.com:443", "/mcp?x=1");
+        assert_eq!(r, OriginalRequest { method: "POST".into(), scheme: "https".into(), host: "mcp.example.com".into(), uri: "/mcp?x=1".into() });
+        assert_eq!(normalize("GET", "http", "h:8080", "/a\"b").uri, "/a%22b");
+        assert_eq!(normalize("GET", "https", "evil\" x", "/").host, "localhost");
+        assert_eq!(normalize("GET", "https", "user@h", "/").host, "localhost");
+        assert_eq!(normalize("GET", "https", "h", "relative").uri, "/");
+        assert_eq!(normalize("GET", "javascript", "h", "/").scheme, "https");
+    }
+
+    #[test]
+    fn trusted_networks() {
+        let d = Dialect::new(&Config::default());
+        assert!(d.is_trusted(Some("127.0.0.1".parse().unwrap())));
+        assert!(d.is_trusted(Some("::ffff:127.0.0.1".parse().unwrap())));
+        assert!(d.is_trusted(Some("::1".parse().unwrap())));
+        assert!(!d.is_trusted(Some("10.1.2.3".parse().unwrap())));
+        assert!(!d.is_trusted(None));
+    }
+}

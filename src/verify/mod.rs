@@ -1,0 +1,208 @@
+//! The decision point: is this request to a protected MCP server allowed?
+//!
+//! Used by `/verify` (ForwardAuth, see [`http`]) for every proxied MCP request, so the steady
+//! state does no I/O: verified tokens are cached in memory (bounded, never past `exp`) and
+//! revocations are held in memory, kept current by the store's revocation feed (Redis pub/sub)
+//! or applied directly when this process revokes. If the feed is down, decisions that depend on
+//! it fail closed (503). Order of checks, per shared/DESIGN.md: preflight and the resource's own
+//! metadata pass; then token (signature, `exp`, `iss`, `typ`), revocation, audience (RFC 8707),
+//! and the resource's policy (users, scopes).
+
+pub mod http;
+pub mod resource;
+pub mod revocation;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderValue;
+use moka::sync::Cache;
+
+use crate::config::Config;
+use crate::jwt::{AccessClaims, Keys};
+use crate::oauth::scope;
+use resource::{ProtectedResource, Resources};
+use revocation::Revocations;
+
+/// The original request as the proxy described it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalRequest {
+    /// HTTP method.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host, with port when not the default.
+    pub host: String,
+    /// Path and query.
+    pub uri: String,
+}
+
+impl OriginalRequest {
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.uri.split(['?', '#']).next().unwrap_or("/")
+    }
+    /// `scheme://host`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+}
+
+/// A verified token with the identity headers it yields, built once per token.
+#[derive(Debug)]
+pub struct Verified {
+    /// The token's claims.
+    pub claims: AccessClaims,
+    /// `(name, value)` of the identity headers, values checked to be valid header values.
+    pub headers: Vec<(usize, HeaderValue)>,
+}
+
+/// What /verify answers.
+#[derive(Debug)]
+pub enum Decision {
+    /// Let it through with the identity (`None` for preflight / metadata passes).
+    Allow(Option<Arc<Verified>>),
+    /// 401: no usable token. `error` is set when a token was presented.
+    Unauthorized {
+        /// The resource the client should get a token for.
+        resource: Arc<ProtectedResource>,
+        /// RFC 6750 error description when a token was sent.
+        error: Option<&'static str>,
+    },
+    /// 403: valid token, not allowed.
+    Forbidden {
+        /// The resource.
+        resource: Arc<ProtectedResource>,
+        /// Scopes that would help (step-up), if a scope is what is missing.
+        missing_scope: Option<String>,
+        /// Why.
+        description: &'static str,
+    },
+    /// 403: resources are configured and none covers this URL.
+    NotProtected,
+    /// 503: the decision depends on state this replica cannot see right now.
+    Unavailable,
+}
+
+/// Cache entries expire exactly at the token's `exp`.
+struct UntilExp;
+
+impl moka::Expiry<Arc<str>, Arc<Verified>> for UntilExp {
+    fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Verified>, _now: Instant) -> Option<Duration> {
+        let left = value.claims.exp - crate::store::now();
+        Some(Duration::from_secs(left.max(0) as u64))
+    }
+}
+
+/// The decision point: keys, cache, revocations and resources.
+pub struct Verifier {
+    keys: Arc<Keys>,
+    cache: Cache<Arc<str>, Arc<Verified>>,
+    revocations: Arc<Revocations>,
+    resources: Resources,
+    allow_preflight: bool,
+    allow_metadata: bool,
+    default_scopes: Vec<String>,
+}
+
+/// Index of each identity header in [`Verified::headers`].
+pub const H_USER_ID: usize = 0;
+/// User name header.
+pub const H_USER_NAME: usize = 1;
+/// User e-mail header.
+pub const H_USER_EMAIL: usize = 2;
+/// Client id header.
+pub const H_CLIENT_ID: usize = 3;
+/// Scope header.
+pub const H_SCOPE: usize = 4;
+
+impl Verifier {
+    /// Builds the decision point.
+    pub fn new(config: &Config, keys: Arc<Keys>, revocations: Arc<Revocations>) -> Self {
+        Self {
+            keys,
+            cache: Cache::builder()
+                .max_capacity(config.verify.cache_capacity)
+                .expire_after(UntilExp)
+                .build(),
+            revocations,
+            resources: Resources::from_config(config),
+            allow_preflight: config.verify.allow_preflight,
+            allow_metadata: config.verify.allow_metadata,
+            default_scopes: config.oauth.scopes_supported.clone(),
+        }
+    }
+
+    /// The configured resources.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Verifies a token, from the cache when it was verified before.
+    fn verified(&self, token: &str) -> Result<Arc<Verified>, &'static str> {
+        if let Some(hit) = self.cache.get(token) {
+            // The cache evicts at `exp`, but eviction is lazy: check again.
+            if hit.claims.exp >= crate::store::now() {
+                return Ok(hit);
+            }
+        }
+        let claims = self.keys.verify(token).map_err(|e| e.0)?;
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let headers = vec![
+            (H_USER_ID, value(&claims.sub)),
+            (H_USER_NAME, value(claims.preferred_username.as_deref().unwrap_or(&claims.sub))),
+            (H_USER_EMAIL, value(claims.email.as_deref().unwrap_or(""))),
+            (H_CLIENT_ID, value(&claims.client_id)),
+            (H_SCOPE, value(&claims.scope)),
+        ];
+        let verified = Arc::new(Verified { claims, headers });
+        self.cache.insert(Arc::from(token), verified.clone());
+        Ok(verified)
+    }
+
+    /// Decides one request.
+    pub fn decide(&self, req: &OriginalRequest, bearer: Option<&str>) -> Decision {
+        if self.allow_preflight && req.method.eq_ignore_ascii_case("OPTIONS") {
+            return Decision::Allow(None);
+        }
+        if self.allow_metadata && req.path().starts_with("/.well-known/oauth-protected-resource") {
+            return Decision::Allow(None);
+        }
+        let Some(resource) = self.resources.for_request(req, &self.default_scopes) else {
+            return Decision::NotProtected;
+        };
+        let Some(token) = bearer else {
+            return Decision::Unauthorized { resource, error: None };
+        };
+        let verified = match self.verified(token) {
+            Ok(v) => v,
+            Err(why) => return Decision::Unauthorized { resource, error: Some(why) },
+        };
+        let claims = &verified.claims;
+        match self.revocations.is_revoked(claims) {
+            None => return Decision::Unavailable,
+            Some(true) => return Decision::Unauthorized { resource, error: Some("token revoked") },
+            Some(false) => {}
+        }
+        if !resource.accepts_audience(&claims.aud) {
+            // RFC 8707 / RFC 9068 §4: a token for another resource is not valid here.
+            return Decision::Unauthorized { resource, error: Some("token is for another resource (aud)") };
+        }
+        if !resource.allows_user(claims) {
+            return Decision::Forbidden {
+                resource,
+                missing_scope: None,
+                description: "user is not allowed to use this resource",
+            };
+        }
+        if !scope::contains_all(&claims.scope, &resource.required_scopes) {
+            let needed = resource.required_scopes.join(" ");
+            return Decision::Forbidden {
+                resource,
+                missing_scope: Some(needed),
+                description: "token lacks a required scope",
+            };
+        }
+        Decision::Allow(Some(verified))
+    }
+}

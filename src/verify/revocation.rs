@@ -1,0 +1,183 @@
+//! Revocations held in memory for the /verify hot path (RFC 7009 effects without a store
+//! round trip per request).
+//!
+//! The set is loaded from the store at start, updated directly when this process revokes, and,
+//! for a shared store, kept current by its feed ([`crate::store::FeedEvent`]). While the feed is
+//! down the set may be stale, so [`Revocations::is_revoked`] answers "don't know" and the caller
+//! fails closed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures_util::StreamExt;
+
+use crate::jwt::AccessClaims;
+use crate::store::{FeedEvent, Revocation, RevocationTarget, Store, StoreResult, now};
+
+/// One map per kind, so the hot path looks up borrowed `&str`s without allocating.
+#[derive(Debug, Default)]
+struct Set {
+    /// jti → (revoked_at, expires_at), and likewise for the others.
+    tokens: HashMap<String, (i64, i64)>,
+    families: HashMap<String, (i64, i64)>,
+    clients: HashMap<String, (i64, i64)>,
+    users: HashMap<String, (i64, i64)>,
+}
+
+impl Set {
+    fn len(&self) -> usize {
+        self.tokens.len() + self.families.len() + self.clients.len() + self.users.len()
+    }
+
+    fn map_mut(&mut self, target: &RevocationTarget) -> (&mut HashMap<String, (i64, i64)>, String) {
+        match target {
+            RevocationTarget::Token(id) => (&mut self.tokens, id.clone()),
+            RevocationTarget::Family(id) => (&mut self.families, id.clone()),
+            RevocationTarget::Client(id) => (&mut self.clients, id.clone()),
+            RevocationTarget::User(id) => (&mut self.users, id.clone()),
+        }
+    }
+
+    fn insert(&mut self, rev: &Revocation) {
+        let (map, key) = self.map_mut(&rev.target);
+        map.insert(key, (rev.revoked_at, rev.expires_at));
+    }
+
+    fn prune(&mut self, now: i64) {
+        for map in [&mut self.tokens, &mut self.families, &mut self.clients, &mut self.users] {
+            map.retain(|_, (_, exp)| *exp > now);
+        }
+    }
+}
+
+/// The in-memory revocation set and whether it is current.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    set: RwLock<Set>,
+    current: AtomicBool,
+}
+
+impl Revocations {
+    /// Whether the claims are covered by a revocation; `None` when the set may be stale.
+    pub fn is_revoked(&self, claims: &AccessClaims) -> Option<bool> {
+        if !self.current.load(Ordering::Acquire) {
+            return None;
+        }
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        let revoked = set.tokens.contains_key(&claims.jti)
+            || set.families.contains_key(&claims.sid)
+            // Client and user revocations cover what was issued up to then.
+            || set.clients.get(&claims.client_id).is_some_and(|(at, _)| claims.iat <= *at)
+            || set.users.get(&claims.sub).is_some_and(|(at, _)| claims.iat <= *at);
+        Some(revoked)
+    }
+
+    /// Whether a grant family is revoked; `None` when the set may be stale.
+    pub fn is_family_revoked(&self, family_id: &str) -> Option<bool> {
+        if !self.current.load(Ordering::Acquire) {
+            return None;
+        }
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        Some(set.families.contains_key(family_id))
+    }
+
+    /// Adds one revocation to the set.
+    pub fn apply(&self, rev: &Revocation) {
+        let mut set = self.set.write().unwrap_or_else(|e| e.into_inner());
+        let now = now();
+        if set.len() > 1024 {
+            set.prune(now);
+        }
+        if rev.expires_at > now {
+            set.insert(rev);
+        }
+    }
+
+    /// Replaces the set with the store's and marks it current.
+    pub async fn reload(&self, store: &dyn Store) -> StoreResult<()> {
+        let all = store.revocations().await?;
+        let mut fresh = Set::default();
+        for r in &all {
+            fresh.insert(r);
+        }
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.current.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Records a revocation in the store and applies it here at once.
+    pub async fn revoke(&self, store: &dyn Store, target: RevocationTarget, expires_at: i64) -> StoreResult<()> {
+        let rev = Revocation { target, revoked_at: now(), expires_at };
+        store.revoke(&rev).await?;
+        self.apply(&rev);
+        tracing::info!(audit = "revocation", target = ?rev.target, "revoked");
+        Ok(())
+    }
+
+    /// Loads the set and, for a shared store, follows its feed for as long as the process runs.
+    pub async fn start(self: &Arc<Self>, store: Arc<dyn Store>) -> StoreResult<()> {
+        let Some(mut feed) = store.revocation_feed() else {
+            return self.reload(store.as_ref()).await;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = feed.next().await {
+                match event {
+                    FeedEvent::Connected => match this.reload(store.as_ref()).await {
+                        Ok(()) => tracing::info!("revocation feed connected; revocations reloaded"),
+                        Err(err) => {
+                            this.current.store(false, Ordering::Release);
+                            tracing::warn!(error = %err, "revocation reload failed; /verify fails closed");
+                        }
+                    },
+                    FeedEvent::Revoked(rev) => this.apply(&rev),
+                    FeedEvent::Disconnected => {
+                        this.current.store(false, Ordering::Release);
+                        tracing::warn!("revocation feed lost; /verify fails closed until it is back");
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(iat: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: "u1".into(),
+            aud: "a".into(),
+            exp: iat + 100,
+            iat,
+            jti: "j1".into(),
+            client_id: "c1".into(),
+            scope: String::new(),
+            sid: "f1".into(),
+            auth_time: iat,
+            preferred_username: None,
+            email: None,
+        }
+    }
+
+    #[test]
+    fn targets_and_staleness() {
+        let r = Revocations::default();
+        let now = now();
+        assert_eq!(r.is_revoked(&claims(now)), None, "not loaded yet: unknown");
+        r.current.store(true, Ordering::Release);
+        assert_eq!(r.is_revoked(&claims(now)), Some(false));
+        r.apply(&Revocation { target: RevocationTarget::Client("c1".into()), revoked_at: now, expires_at: now + 10 });
+        assert_eq!(r.is_revoked(&claims(now)), Some(true));
+        assert_eq!(r.is_revoked(&claims(now + 1)), Some(false), "issued after the client revocation");
+        r.apply(&Revocation { target: RevocationTarget::Family("f1".into()), revoked_at: now, expires_at: now + 10 });
+        assert_eq!(r.is_revoked(&claims(now + 1)), Some(true));
+        assert_eq!(r.is_family_revoked("f1"), Some(true));
+        r.apply(&Revocation { target: RevocationTarget::Token("old".into()), revoked_at: now, expires_at: now - 1 });
+        assert!(!r.set.read().unwrap().tokens.contains_key("old"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Shared test harness: the real binary, a throw-away redis-server, a GitHub stand-in, and the
+//! client side of the OAuth flows.
+#![allow(dead_code)]
+
+pub mod github;
+pub mod oauth;
+pub mod redis;
+pub mod server;
