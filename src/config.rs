@@ -47,7 +47,11 @@ impl SecretString {
 
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -134,6 +138,8 @@ pub struct StoreConfig {
     pub redis_password: SecretString,
     /// File holding the Redis password.
     pub redis_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the public web PKI roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key and channel.
     pub key_prefix: String,
     /// Redis connection pool size.
@@ -149,6 +155,7 @@ impl Default for StoreConfig {
             redis_url_file: None,
             redis_password: SecretString::default(),
             redis_password_file: None,
+            redis_ca_file: None,
             key_prefix: "mcp-authd:".into(),
             pool_size: 16,
         }
@@ -409,14 +416,21 @@ impl std::error::Error for ConfigErrors {}
 
 /// `server.issuer (MCP_AUTHD__SERVER__ISSUER)`: how problems name a setting.
 fn setting(key: &str) -> String {
-    format!("{key} ({ENV_PREFIX}__{})", key.replace('.', "__").to_uppercase())
+    format!(
+        "{key} ({ENV_PREFIX}__{})",
+        key.replace('.', "__").to_uppercase()
+    )
 }
 
 fn read_secret_file(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SecretString> {
     match std::fs::read_to_string(path) {
         Ok(s) => Some(SecretString::new(s.trim_end_matches(['\r', '\n']))),
         Err(e) => {
-            problems.push(format!("{}: cannot read {}: {e}", setting(key), path.display()));
+            problems.push(format!(
+                "{}: cannot read {}: {e}",
+                setting(key),
+                path.display()
+            ));
             None
         }
     }
@@ -448,7 +462,9 @@ impl Config {
             .add_source(env)
             .build()
             .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        let mut cfg: Config = raw.try_deserialize().map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let mut cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
         cfg.resolve_files()?;
         cfg.validate()?;
         Ok(cfg)
@@ -458,8 +474,16 @@ impl Config {
     fn resolve_files(&mut self) -> Result<(), ConfigErrors> {
         let mut problems = Vec::new();
         let pairs: [(&Option<PathBuf>, &mut SecretString, &str); 4] = [
-            (&self.github.client_secret_file, &mut self.github.client_secret, "github.client_secret_file"),
-            (&self.store.redis_url_file, &mut self.store.redis_url, "store.redis_url_file"),
+            (
+                &self.github.client_secret_file,
+                &mut self.github.client_secret,
+                "github.client_secret_file",
+            ),
+            (
+                &self.store.redis_url_file,
+                &mut self.store.redis_url,
+                "store.redis_url_file",
+            ),
             (
                 &self.store.redis_password_file,
                 &mut self.store.redis_password,
@@ -478,23 +502,38 @@ impl Config {
                 *value = secret;
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigErrors(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems))
+        }
     }
 
     /// Checks every setting and returns all problems at once.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut p = Vec::new();
         if self.server.bind.parse::<SocketAddr>().is_err() {
-            p.push(format!("{}: {:?} is not an address:port", setting("server.bind"), self.server.bind));
+            p.push(format!(
+                "{}: {:?} is not an address:port",
+                setting("server.bind"),
+                self.server.bind
+            ));
         }
         match Url::parse(&self.server.issuer) {
             Ok(url) => {
                 if !matches!(url.scheme(), "http" | "https") {
-                    p.push(format!("{}: must be an http(s) URL", setting("server.issuer")));
+                    p.push(format!(
+                        "{}: must be an http(s) URL",
+                        setting("server.issuer")
+                    ));
                 } else if url.query().is_some() || url.fragment().is_some() {
                     // RFC 8414 §2: no query or fragment components.
-                    p.push(format!("{}: must have no query or fragment", setting("server.issuer")));
-                } else if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or("")) {
+                    p.push(format!(
+                        "{}: must have no query or fragment",
+                        setting("server.issuer")
+                    ));
+                } else if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or(""))
+                {
                     p.push(format!(
                         "{}: must use https unless the host is loopback (OAuth 2.1 §1.5)",
                         setting("server.issuer")
@@ -505,61 +544,124 @@ impl Config {
         }
         for net in &self.server.trusted_proxies {
             if parse_net(net).is_none() {
-                p.push(format!("{}: {net:?} is not an address or CIDR", setting("server.trusted_proxies")));
+                p.push(format!(
+                    "{}: {net:?} is not an address or CIDR",
+                    setting("server.trusted_proxies")
+                ));
             }
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            p.push(format!("{}: must be \"text\" or \"json\"", setting("server.log_format")));
+            p.push(format!(
+                "{}: must be \"text\" or \"json\"",
+                setting("server.log_format")
+            ));
         }
         if self.store.kind == StoreKind::Redis {
             match Url::parse(self.store.redis_url.expose()) {
                 Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
-                Ok(_) => p.push(format!("{}: must be a redis:// or rediss:// URL", setting("store.redis_url"))),
+                Ok(_) => p.push(format!(
+                    "{}: must be a redis:// or rediss:// URL",
+                    setting("store.redis_url")
+                )),
                 Err(_) => p.push(format!(
                     "{}: required for store.type = \"redis\" (or store.redis_url_file)",
                     setting("store.redis_url")
                 )),
             }
+            if let Some(ca) = &self.store.redis_ca_file
+                && !ca.is_file()
+            {
+                p.push(format!(
+                    "{}: {} is not a readable file",
+                    setting("store.redis_ca_file"),
+                    ca.display()
+                ));
+            }
             if self.store.pool_size == 0 {
-                p.push(format!("{}: must be at least 1", setting("store.pool_size")));
+                p.push(format!(
+                    "{}: must be at least 1",
+                    setting("store.pool_size")
+                ));
             }
         }
         let t = &self.tokens;
         for (v, key, max) in [
             (t.access_token_ttl, "tokens.access_token_ttl", 86_400),
-            (t.refresh_token_ttl, "tokens.refresh_token_ttl", 366 * 86_400),
+            (
+                t.refresh_token_ttl,
+                "tokens.refresh_token_ttl",
+                366 * 86_400,
+            ),
             (t.code_ttl, "tokens.code_ttl", 600),
             (t.login_ttl, "tokens.login_ttl", 3600),
         ] {
             if v == 0 || v > max {
-                p.push(format!("{}: must be between 1 and {max} seconds", setting(key)));
+                p.push(format!(
+                    "{}: must be between 1 and {max} seconds",
+                    setting(key)
+                ));
             }
         }
-        for (i, path) in t.private_key_file.iter().chain(&t.previous_key_files).enumerate() {
+        for (i, path) in t
+            .private_key_file
+            .iter()
+            .chain(&t.previous_key_files)
+            .enumerate()
+        {
             if !path.is_file() {
                 let key = if i == 0 && t.private_key_file.is_some() {
                     "tokens.private_key_file"
                 } else {
                     "tokens.previous_key_files"
                 };
-                p.push(format!("{}: {} is not a readable file", setting(key), path.display()));
+                p.push(format!(
+                    "{}: {} is not a readable file",
+                    setting(key),
+                    path.display()
+                ));
             }
         }
-        if self.oauth.scopes_supported.iter().any(|s| !crate::oauth::scope::is_scope_token(s)) {
-            p.push(format!("{}: scope names are printable ASCII without spaces or quotes", setting("oauth.scopes_supported")));
+        if self
+            .oauth
+            .scopes_supported
+            .iter()
+            .any(|s| !crate::oauth::scope::is_scope_token(s))
+        {
+            p.push(format!(
+                "{}: scope names are printable ASCII without spaces or quotes",
+                setting("oauth.scopes_supported")
+            ));
         }
-        if self.oauth.default_scopes.iter().any(|s| !self.oauth.scopes_supported.contains(s)) {
-            p.push(format!("{}: every default scope must be in oauth.scopes_supported", setting("oauth.default_scopes")));
+        if self
+            .oauth
+            .default_scopes
+            .iter()
+            .any(|s| !self.oauth.scopes_supported.contains(s))
+        {
+            p.push(format!(
+                "{}: every default scope must be in oauth.scopes_supported",
+                setting("oauth.default_scopes")
+            ));
         }
         if self.registration.max_redirect_uris == 0 {
-            p.push(format!("{}: must be at least 1", setting("registration.max_redirect_uris")));
+            p.push(format!(
+                "{}: must be at least 1",
+                setting("registration.max_redirect_uris")
+            ));
         }
         let gh = &self.github;
         if gh.enabled() {
             if gh.client_secret.is_empty() {
-                p.push(format!("{}: required when github.client_id is set (or github.client_secret_file)", setting("github.client_secret")));
+                p.push(format!(
+                    "{}: required when github.client_id is set (or github.client_secret_file)",
+                    setting("github.client_secret")
+                ));
             }
-            for (v, key) in [(&gh.authorize_url, "github.authorize_url"), (&gh.token_url, "github.token_url"), (&gh.api_url, "github.api_url")] {
+            for (v, key) in [
+                (&gh.authorize_url, "github.authorize_url"),
+                (&gh.token_url, "github.token_url"),
+                (&gh.api_url, "github.api_url"),
+            ] {
                 if !Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
                     p.push(format!("{}: {v:?} is not an http(s) URL", setting(key)));
                 }
@@ -584,7 +686,11 @@ impl Config {
                 )),
             }
         }
-        if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p))
+        }
     }
 
     /// Risky but legal settings, for the operator to read at start-up.
@@ -607,7 +713,10 @@ impl Config {
 
     /// The embedded store's file.
     pub fn embedded_store_path(&self) -> PathBuf {
-        self.store.path.clone().unwrap_or_else(|| self.server.data_dir.join("mcp-authd.redb"))
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("mcp-authd.redb"))
     }
 
     /// The issuer without a trailing slash, for building endpoint URLs.
@@ -617,7 +726,11 @@ impl Config {
 
     /// `server.trusted_proxies`, parsed (validate() has checked them).
     pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
-        self.server.trusted_proxies.iter().filter_map(|s| parse_net(s)).collect()
+        self.server
+            .trusted_proxies
+            .iter()
+            .filter_map(|s| parse_net(s))
+            .collect()
     }
 }
 
@@ -632,7 +745,9 @@ fn parse_net(s: &str) -> Option<IpNet> {
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -655,7 +770,10 @@ mod tests {
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert!(errs[0].starts_with("server.bind (MCP_AUTHD__SERVER__BIND)"));
         assert!(errs[1].contains("must use https"));
-        assert!(errs.iter().any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)")));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)"))
+        );
         assert!(errs.iter().any(|e| e.starts_with("tokens.code_ttl")));
     }
 

@@ -875,11 +875,10 @@ async fn redis_over_tls_with_a_private_ca() {
     assert!(server.url.starts_with("rediss://"));
     let mut cfg = redis_config(&server.url);
     cfg.redis_password = SecretString::new(PASSWORD);
-    let ca_pem = std::fs::read(&pki.ca).unwrap();
+    let untrusted = cfg.clone();
+    cfg.redis_ca_file = Some(pki.ca.clone());
 
-    let store = RedisStore::connect_with_root_ca(&cfg, Some(&ca_pem))
-        .await
-        .expect("TLS connect");
+    let store = RedisStore::connect(&cfg).await.expect("TLS connect");
     let mut feed = store.revocation_feed().unwrap();
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(2), feed.next())
@@ -891,7 +890,7 @@ async fn redis_over_tls_with_a_private_ca() {
     suite(Arc::new(store)).await;
 
     // Without the private CA the server's certificate is not trusted: no silent fallback.
-    let err = RedisStore::connect(&cfg)
+    let err = RedisStore::connect(&untrusted)
         .await
         .expect_err("untrusted certificate");
     let msg = format!("{err:#}");

@@ -42,7 +42,9 @@ pub struct CallbackQuery {
 }
 
 fn found(location: &str) -> HttpResponse {
-    HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 fn respond_error(err: AuthorizeError) -> HttpResponse {
@@ -58,20 +60,27 @@ fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
     let value = req
         .cookie(COOKIE)
         .map(|c| c.value().to_owned())
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .unwrap_or_else(|| random_token(32));
     Cookie::build(COOKIE, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(app.config.server.issuer.starts_with("https://"))
-        .max_age(actix_web::cookie::time::Duration::seconds(app.config.tokens.login_ttl as i64))
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            app.config.tokens.login_ttl as i64,
+        ))
         .finish()
 }
 
 /// Whether this browser is the one that started the parked request.
 fn same_browser(req: &HttpRequest, pending: &PendingAuthorization) -> bool {
-    req.cookie(COOKIE).is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
+    req.cookie(COOKIE)
+        .is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
 }
 
 fn login_ttl(app: &AppState) -> Duration {
@@ -83,7 +92,12 @@ fn callback_url(app: &AppState, provider: &str) -> String {
 }
 
 /// Sends the browser to a redirect provider, remembering its PKCE verifier.
-fn upstream_redirect(app: &AppState, pending: &mut PendingAuthorization, provider: &dyn IdentityProvider, id: &str) -> String {
+fn upstream_redirect(
+    app: &AppState,
+    pending: &mut PendingAuthorization,
+    provider: &dyn IdentityProvider,
+    id: &str,
+) -> String {
     let verifier = random_token(32);
     let url = provider.authorize_url(&callback_url(app, provider.id()), id, &verifier);
     pending.provider = Some(provider.id().to_owned());
@@ -109,7 +123,10 @@ pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpRe
     let cookie = binding_cookie(&req, &app);
     pending.browser_binding = digest(cookie.value());
     let id = random_token(32);
-    let next = match (app.upstreams.local.is_empty(), app.upstreams.redirect.as_slice()) {
+    let next = match (
+        app.upstreams.local.is_empty(),
+        app.upstreams.redirect.as_slice(),
+    ) {
         // One way to log in, and it is a redirect: go straight there.
         (true, [only]) => upstream_redirect(&app, &mut pending, only.as_ref(), &id),
         _ => format!("{}/login?session={id}", app.config.base_url()),
@@ -117,31 +134,51 @@ pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpRe
     if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(&app)).await {
         return respond_error(Error::from(e).into());
     }
-    HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, next)).finish()
+    HttpResponse::Found()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, next))
+        .finish()
 }
 
 /// Loads the parked request of a login page, checking the browser.
-async fn pending_for(app: &AppState, req: &HttpRequest, session: Option<&str>) -> Result<PendingAuthorization, HttpResponse> {
+async fn pending_for(
+    app: &AppState,
+    req: &HttpRequest,
+    session: Option<&str>,
+) -> Result<PendingAuthorization, HttpResponse> {
     let expired = || page::error(400, "This sign-in link has expired or was already used.");
-    let Some(session) = session.filter(|s| s.len() <= 64) else { return Err(expired()) };
+    let Some(session) = session.filter(|s| s.len() <= 64) else {
+        return Err(expired());
+    };
     let pending = match app.store.get_pending(session).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(expired()),
         Err(e) => return Err(respond_error(Error::from(e).into())),
     };
     if !same_browser(req, &pending) {
-        return Err(page::error(400, "This sign-in was started in another browser (or cookies are blocked)."));
+        return Err(page::error(
+            400,
+            "This sign-in was started in another browser (or cookies are blocked).",
+        ));
     }
     Ok(pending)
 }
 
 /// Renders the login page: the local form and a button per redirect provider.
-async fn login_page(app: &AppState, session: &str, pending: &PendingAuthorization, error: Option<&str>) -> HttpResponse {
+async fn login_page(
+    app: &AppState,
+    session: &str,
+    pending: &PendingAuthorization,
+    error: Option<&str>,
+) -> HttpResponse {
     let client_name = match app.store.get_client(&pending.client_id).await {
         Ok(Some(c)) => c.metadata.client_name.unwrap_or(c.client_id),
         _ => pending.client_id.clone(),
     };
-    let redirect_host = url::Url::parse(&pending.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let redirect_host = url::Url::parse(&pending.redirect_uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
     let base = app.config.base_url();
     let mut body = format!(
         "<p>Sign in to continue to <strong>{}</strong> <span class=\"meta\">(returns to {})</span>.</p>",
@@ -149,7 +186,10 @@ async fn login_page(app: &AppState, session: &str, pending: &PendingAuthorizatio
         escape(&redirect_host)
     );
     if let Some(e) = error {
-        body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)));
+        body.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            escape(e)
+        ));
     }
     if !app.upstreams.local.is_empty() {
         body.push_str(&format!(
@@ -170,12 +210,20 @@ async fn login_page(app: &AppState, session: &str, pending: &PendingAuthorizatio
             escape(p.label())
         ));
     }
-    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
     page::render(status, "Sign in", &body)
 }
 
 /// `GET /login?session=`: the login page.
-pub async fn get_login(app: web::Data<AppState>, req: HttpRequest, q: web::Query<SessionQuery>) -> HttpResponse {
+pub async fn get_login(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<SessionQuery>,
+) -> HttpResponse {
     let session = q.session.as_deref().unwrap_or("");
     match pending_for(&app, &req, Some(session)).await {
         Ok(pending) => login_page(&app, session, &pending, None).await,
@@ -184,7 +232,11 @@ pub async fn get_login(app: web::Data<AppState>, req: HttpRequest, q: web::Query
 }
 
 /// `POST /login`: checks a local user's password and completes the authorization.
-pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+pub async fn post_login(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let form: Params = match read_form(&req, payload).await {
         Ok(f) => f,
         Err(e) => return page::error(400, &e.description()),
@@ -194,9 +246,17 @@ pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web
         Ok(p) => p,
         Err(res) => return res,
     };
-    let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
+    let (username, password) = (
+        form.get("username").unwrap_or(""),
+        form.get("password").unwrap_or(""),
+    );
     let Some(user) = app.upstreams.local.authenticate(username, password).await else {
-        tracing::info!(audit = "login_failed", auth = "failure", provider = "local", "wrong username or password");
+        tracing::info!(
+            audit = "login_failed",
+            auth = "failure",
+            provider = "local",
+            "wrong username or password"
+        );
         return login_page(&app, session, &pending, Some("Wrong username or password.")).await;
     };
     // Consume the parked request: one login, one code.
@@ -206,7 +266,9 @@ pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web
         Err(e) => return respond_error(Error::from(e).into()),
     };
     match authorize::complete(&app, pending, user).await {
-        Ok(location) => HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish(),
+        Ok(location) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .finish(),
         Err(e) => respond_error(e),
     }
 }
@@ -227,20 +289,30 @@ pub async fn get_login_provider(
         Err(res) => return res,
     };
     let url = upstream_redirect(&app, &mut pending, provider, session);
-    if let Err(e) = app.store.put_pending(session, &pending, login_ttl(&app)).await {
+    if let Err(e) = app
+        .store
+        .put_pending(session, &pending, login_ttl(&app))
+        .await
+    {
         return respond_error(Error::from(e).into());
     }
     found(&url)
 }
 
 /// `GET /callback[/{provider}]`: the provider sends the browser back with a code.
-pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest, q: web::Query<CallbackQuery>) -> HttpResponse {
+pub async fn get_callback(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<CallbackQuery>,
+) -> HttpResponse {
     // `/callback` alone is the first redirect provider (the Python gateway's path).
     let provider = match req.match_info().get("provider") {
         Some(id) => app.upstreams.provider(id),
         None => app.upstreams.redirect.first().map(|p| p.as_ref()),
     };
-    let Some(provider) = provider else { return page::error(404, "Unknown sign-in method.") };
+    let Some(provider) = provider else {
+        return page::error(404, "Unknown sign-in method.");
+    };
     let Some(state) = q.state.as_deref().filter(|s| s.len() <= 64) else {
         return page::error(400, "The identity provider's answer has no state.");
     };
@@ -250,30 +322,55 @@ pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest, q: web::Qu
         Err(e) => return respond_error(Error::from(e).into()),
     };
     if !same_browser(&req, &pending) || pending.provider.as_deref() != Some(provider.id()) {
-        return page::error(400, "This sign-in was started in another browser (or cookies are blocked).");
+        return page::error(
+            400,
+            "This sign-in was started in another browser (or cookies are blocked).",
+        );
     }
     let issuer = app.config.server.issuer.clone();
     let back = |code: ErrorCode, description: &str| {
-        respond_error(error_redirect(&pending.redirect_uri, pending.state.as_deref(), &issuer, code, description))
+        respond_error(error_redirect(
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            &issuer,
+            code,
+            description,
+        ))
     };
     if q.error.is_some() {
-        return back(ErrorCode::AccessDenied, "the user declined at the identity provider");
+        return back(
+            ErrorCode::AccessDenied,
+            "the user declined at the identity provider",
+        );
     }
-    let (Some(code), Some(verifier)) = (q.code.as_deref(), pending.upstream_verifier.as_deref()) else {
-        return back(ErrorCode::ServerError, "the identity provider returned no code");
+    let (Some(code), Some(verifier)) = (q.code.as_deref(), pending.upstream_verifier.as_deref())
+    else {
+        return back(
+            ErrorCode::ServerError,
+            "the identity provider returned no code",
+        );
     };
-    match provider.exchange(&callback_url(&app, provider.id()), code, verifier).await {
+    match provider
+        .exchange(&callback_url(&app, provider.id()), code, verifier)
+        .await
+    {
         Ok(user) => match authorize::complete(&app, pending, user).await {
             Ok(location) => found(&location),
             Err(e) => respond_error(e),
         },
         Err(UpstreamError::Denied(why)) => {
             tracing::info!(audit = "login_denied", auth = "failure", provider = provider.id(), reason = %why, "login denied");
-            back(ErrorCode::AccessDenied, "this user is not allowed to use this server")
+            back(
+                ErrorCode::AccessDenied,
+                "this user is not allowed to use this server",
+            )
         }
         Err(UpstreamError::Failed(why)) => {
             tracing::warn!(auth = "error", provider = provider.id(), reason = %why, "upstream login failed");
-            back(ErrorCode::ServerError, "the identity provider could not be reached or failed")
+            back(
+                ErrorCode::ServerError,
+                "the identity provider could not be reached or failed",
+            )
         }
     }
 }

@@ -52,7 +52,10 @@ pub fn error(status: u16, message: &str) -> HttpResponse {
     render(
         status,
         "Sign-in failed",
-        &format!("<p class=\"error\" role=\"alert\">{}</p><p class=\"meta\">Return to the application and start again.</p>", escape(message)),
+        &format!(
+            "<p class=\"error\" role=\"alert\">{}</p><p class=\"meta\">Return to the application and start again.</p>",
+            escape(message)
+        ),
     )
 }
 
@@ -62,6 +65,9 @@ mod tests {
 
     #[test]
     fn escapes_everything_that_matters() {
-        assert_eq!(escape(r#"<script>alert("x")</script>&'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;");
+        assert_eq!(
+            escape(r#"<script>alert("x")</script>&'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
     }
 }

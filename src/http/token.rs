@@ -12,14 +12,29 @@ use crate::oauth::{grant, revocation};
 use crate::store::ClientRecord;
 
 /// Authenticates the calling client from the Authorization header or the form.
-async fn client_of(app: &AppState, req: &HttpRequest, form: &Params) -> Result<ClientRecord, Error> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let creds = ClientCredentials::from_request(authorization, form.get("client_id"), form.get("client_secret"))?;
+async fn client_of(
+    app: &AppState,
+    req: &HttpRequest,
+    form: &Params,
+) -> Result<ClientRecord, Error> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let creds = ClientCredentials::from_request(
+        authorization,
+        form.get("client_id"),
+        form.get("client_secret"),
+    )?;
     client::authenticate(app.store.as_ref(), &creds).await
 }
 
 /// Issues tokens for the `authorization_code` and `refresh_token` grants.
-pub async fn post_token(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, Error> {
+pub async fn post_token(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Error> {
     let form = read_form(&req, payload).await?;
     let client = client_of(&app, &req, &form).await?;
     let tokens = grant::exchange(&app, &client, &form).await?;
@@ -27,7 +42,11 @@ pub async fn post_token(app: web::Data<AppState>, req: HttpRequest, payload: web
 }
 
 /// Revokes a token; 200 whether or not it was valid (RFC 7009 §2.2).
-pub async fn post_revoke(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, Error> {
+pub async fn post_revoke(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Error> {
     let form = read_form(&req, payload).await?;
     let client = client_of(&app, &req, &form).await?;
     revocation::revoke(&app, &client, &form).await?;
@@ -35,7 +54,11 @@ pub async fn post_revoke(app: web::Data<AppState>, req: HttpRequest, payload: we
 }
 
 /// Describes a token to an authenticated confidential client.
-pub async fn post_introspect(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, Error> {
+pub async fn post_introspect(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Error> {
     let form = read_form(&req, payload).await?;
     let client = client_of(&app, &req, &form).await?;
     let body = revocation::introspect(&app, &client, &form).await?;

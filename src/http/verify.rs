@@ -13,13 +13,16 @@ pub async fn any_verify(app: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     let decision = app.verifier.decide(&original, bearer(&req));
     match &decision {
         Decision::Allow(_) => {}
-        Decision::Unauthorized { error: None, .. } => tracing::debug!(host = %original.host, "verify: no token"),
+        Decision::Unauthorized { error: None, .. } => {
+            tracing::debug!(host = %original.host, "verify: no token")
+        }
         other => tracing::info!(
             audit = "verify_denied", auth = "failure", host = %original.host, path = %original.path(),
             decision = decision_name(other), "request denied"
         ),
     }
-    app.dialect.respond(decision, req.headers().get(header::AUTHORIZATION))
+    app.dialect
+        .respond(decision, req.headers().get(header::AUTHORIZATION))
 }
 
 fn decision_name(d: &Decision) -> &'static str {

@@ -52,7 +52,11 @@ fn check_resource(params: &Params, granted: &str) -> Result<(), Error> {
 }
 
 /// Runs the grant named by `grant_type` for an authenticated client.
-pub async fn exchange(app: &AppState, client: &crate::store::ClientRecord, params: &Params) -> Result<TokenResponse, Error> {
+pub async fn exchange(
+    app: &AppState,
+    client: &crate::store::ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, Error> {
     let grants = &client.metadata.grant_types;
     let may = |g: &str| grants.iter().any(|x| x == g);
     match params.get("grant_type") {
@@ -70,8 +74,14 @@ pub async fn exchange(app: &AppState, client: &crate::store::ClientRecord, param
     }
 }
 
-async fn authorization_code(app: &AppState, client: &crate::store::ClientRecord, params: &Params) -> Result<TokenResponse, Error> {
-    let code = params.get("code").ok_or_else(|| Error::invalid_request("code is required"))?;
+async fn authorization_code(
+    app: &AppState,
+    client: &crate::store::ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, Error> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| Error::invalid_request("code is required"))?;
     let tombstone = std::time::Duration::from_secs(app.config.tokens.refresh_token_ttl.min(86_400));
     let grant = match app.store.take_code(&digest(code), tombstone).await? {
         CodeTake::Fresh(grant) => grant,
@@ -79,35 +89,62 @@ async fn authorization_code(app: &AppState, client: &crate::store::ClientRecord,
             // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
             revoke_family(app, &family_id).await?;
             tracing::warn!(audit = "code_replay", auth = "failure", client_id = %client.client_id, "authorization code replayed; its tokens are revoked");
-            return Err(Error::invalid_grant("authorization code was already used; the tokens issued from it are revoked"));
+            return Err(Error::invalid_grant(
+                "authorization code was already used; the tokens issued from it are revoked",
+            ));
         }
-        CodeTake::Unknown => return Err(Error::invalid_grant("authorization code is invalid or expired")),
+        CodeTake::Unknown => {
+            return Err(Error::invalid_grant(
+                "authorization code is invalid or expired",
+            ));
+        }
     };
     if grant.client_id != client.client_id {
         tracing::warn!(audit = "code_wrong_client", auth = "failure", client_id = %client.client_id, "code presented by another client");
-        return Err(Error::invalid_grant("authorization code was issued to another client"));
+        return Err(Error::invalid_grant(
+            "authorization code was issued to another client",
+        ));
     }
     let presented = params.get("redirect_uri");
-    if (grant.redirect_uri_explicit || presented.is_some()) && presented != Some(grant.redirect_uri.as_str()) {
+    if (grant.redirect_uri_explicit || presented.is_some())
+        && presented != Some(grant.redirect_uri.as_str())
+    {
         // RFC 6749 §4.1.3: identical to the authorization request's redirect_uri.
-        return Err(Error::invalid_grant("redirect_uri differs from the authorization request"));
+        return Err(Error::invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
     }
-    pkce::verify(params.get("code_verifier"), &grant.code_challenge).map_err(Error::invalid_grant)?;
+    pkce::verify(params.get("code_verifier"), &grant.code_challenge)
+        .map_err(Error::invalid_grant)?;
     check_resource(params, &grant.resource)?;
-    issue(app, Issue {
-        client_id: &client.client_id,
-        user: &grant.user,
-        scope: &grant.scope,
-        resource: &grant.resource,
-        family_id: &grant.family_id,
-        auth_time: grant.auth_time,
-        with_refresh: client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
-    }, "authorization_code")
+    issue(
+        app,
+        Issue {
+            client_id: &client.client_id,
+            user: &grant.user,
+            scope: &grant.scope,
+            resource: &grant.resource,
+            family_id: &grant.family_id,
+            auth_time: grant.auth_time,
+            with_refresh: client
+                .metadata
+                .grant_types
+                .iter()
+                .any(|g| g == GRANT_REFRESH_TOKEN),
+        },
+        "authorization_code",
+    )
     .await
 }
 
-async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &Params) -> Result<TokenResponse, Error> {
-    let token = params.get("refresh_token").ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
+async fn refresh(
+    app: &AppState,
+    client: &crate::store::ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, Error> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
     let record: RefreshRecord = match app.store.take_refresh(&digest(token)).await? {
         RefreshTake::Fresh(r) => r,
         RefreshTake::Reused(r) => {
@@ -115,15 +152,21 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
             // attacker, so the whole family goes.
             revoke_family(app, &r.family_id).await?;
             tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client.client_id, sub = %r.user.id, "refresh token reused; family revoked");
-            return Err(Error::invalid_grant("refresh token was already used; this login is revoked"));
+            return Err(Error::invalid_grant(
+                "refresh token was already used; this login is revoked",
+            ));
         }
-        RefreshTake::Unknown => return Err(Error::invalid_grant("refresh token is invalid or expired")),
+        RefreshTake::Unknown => {
+            return Err(Error::invalid_grant("refresh token is invalid or expired"));
+        }
     };
     if record.client_id != client.client_id {
         // SECURITY: a token in another client's hands has leaked: revoke its family.
         revoke_family(app, &record.family_id).await?;
         tracing::warn!(audit = "refresh_wrong_client", auth = "failure", client_id = %client.client_id, "refresh token presented by another client; family revoked");
-        return Err(Error::invalid_grant("refresh token was issued to another client"));
+        return Err(Error::invalid_grant(
+            "refresh token was issued to another client",
+        ));
     }
     match app.revocations.is_family_revoked(&record.family_id) {
         None => return Err(StoreError::Unavailable("revocation state not current".into()).into()),
@@ -131,28 +174,48 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
         Some(false) => {}
     }
     check_resource(params, &record.resource)?;
-    let scope = scope::narrow(params.get("scope"), &record.scope).map_err(|e| Error::oauth(ErrorCode::InvalidScope, e))?;
-    issue(app, Issue {
-        client_id: &client.client_id,
-        user: &record.user,
-        scope: &scope,
-        resource: &record.resource,
-        family_id: &record.family_id,
-        auth_time: record.auth_time,
-        with_refresh: true,
-    }, "refresh_token")
+    let scope = scope::narrow(params.get("scope"), &record.scope)
+        .map_err(|e| Error::oauth(ErrorCode::InvalidScope, e))?;
+    issue(
+        app,
+        Issue {
+            client_id: &client.client_id,
+            user: &record.user,
+            scope: &scope,
+            resource: &record.resource,
+            family_id: &record.family_id,
+            auth_time: record.auth_time,
+            with_refresh: true,
+        },
+        "refresh_token",
+    )
     .await
 }
 
 /// Revokes every token of a grant family (kept as long as a refresh token of it could live).
 pub async fn revoke_family(app: &AppState, family_id: &str) -> Result<(), Error> {
-    let until = now() + app.config.tokens.refresh_token_ttl.max(app.config.tokens.access_token_ttl) as i64;
-    app.revocations.revoke(app.store.as_ref(), RevocationTarget::Family(family_id.to_owned()), until).await?;
+    let until = now()
+        + app
+            .config
+            .tokens
+            .refresh_token_ttl
+            .max(app.config.tokens.access_token_ttl) as i64;
+    app.revocations
+        .revoke(
+            app.store.as_ref(),
+            RevocationTarget::Family(family_id.to_owned()),
+            until,
+        )
+        .await?;
     Ok(())
 }
 
 /// Signs the access token and stores a new refresh token.
-async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Result<TokenResponse, Error> {
+async fn issue(
+    app: &AppState,
+    what: Issue<'_>,
+    grant_type: &'static str,
+) -> Result<TokenResponse, Error> {
     let t = &app.config.tokens;
     let now = now();
     let claims = AccessClaims {

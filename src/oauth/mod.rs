@@ -1,13 +1,13 @@
 //! OAuth 2.1 protocol logic, free of HTTP framework types: clients and their authentication,
 //! redirect URI rules, PKCE, scopes, secrets, and the grants of the token endpoint.
 
-pub mod client;
-pub mod pkce;
-pub mod redirect;
-pub mod scope;
-pub mod secret;
 pub mod authorize;
+pub mod client;
 pub mod grant;
 pub mod params;
+pub mod pkce;
+pub mod redirect;
 pub mod registration;
 pub mod revocation;
+pub mod scope;
+pub mod secret;

@@ -9,8 +9,23 @@ use crate::config::is_loopback_host;
 /// Schemes that can never be a redirect target: they run code in the browser, read local
 /// files, or leave the browser for something that is not the client.
 const FORBIDDEN_SCHEMES: &[&str] = &[
-    "javascript", "data", "vbscript", "file", "about", "blob", "filesystem", "view-source",
-    "ftp", "ws", "wss", "mailto", "tel", "sms", "chrome", "chrome-extension-invalid", "urn",
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "filesystem",
+    "view-source",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "tel",
+    "sms",
+    "chrome",
+    "chrome-extension-invalid",
+    "urn",
 ];
 
 /// Checks one URI a client wants to register. The error is the `error_description`.
@@ -47,7 +62,8 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
         return Some(exact);
     }
     let p = Url::parse(presented).ok()?;
-    if p.scheme() != "http" || !p.host_str().is_some_and(is_loopback_host) || p.fragment().is_some() {
+    if p.scheme() != "http" || !p.host_str().is_some_and(is_loopback_host) || p.fragment().is_some()
+    {
         return None;
     }
     if !p.username().is_empty() || p.password().is_some() {

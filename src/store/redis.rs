@@ -250,15 +250,22 @@ impl RedisStore {
     /// wrong URL or password fails at start-up. Errors name the server but never the password.
     ///
     /// `rediss://` verifies the server's certificate and host name against the built-in web PKI
-    /// roots (`webpki-roots`, not the system store); see [`RedisStore::connect_with_root_ca`]
-    /// for a private CA. `rediss://...#insecure` is refused (the insecure TLS feature is off).
+    /// roots (`webpki-roots`, not the system store), or against `store.redis_ca_file` (a
+    /// private CA) when set. `rediss://...#insecure` is refused (the insecure TLS feature is off).
     pub async fn connect(cfg: &StoreConfig) -> anyhow::Result<Self> {
-        Self::connect_with_root_ca(cfg, None).await
+        let ca = match &cfg.redis_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("store.redis_ca_file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Self::connect_with_root_ca(cfg, ca.as_deref()).await
     }
 
     /// [`RedisStore::connect`], trusting only the PEM certificates in `root_ca_pem` (instead of
     /// the built-in web PKI roots) for a `rediss://` URL.
-    pub async fn connect_with_root_ca(
+    async fn connect_with_root_ca(
         cfg: &StoreConfig,
         root_ca_pem: Option<&[u8]>,
     ) -> anyhow::Result<Self> {

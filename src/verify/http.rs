@@ -38,7 +38,9 @@ impl Dialect {
         let h = &config.verify.headers;
         Self {
             trusted: config.trusted_proxy_nets(),
-            issuer_scheme: Url::parse(&config.server.issuer).map(|u| u.scheme().to_owned()).unwrap_or_else(|_| "https".into()),
+            issuer_scheme: Url::parse(&config.server.issuer)
+                .map(|u| u.scheme().to_owned())
+                .unwrap_or_else(|_| "https".into()),
             names: [
                 header_name(&h.user_id),
                 header_name(&h.user_name),
@@ -63,18 +65,32 @@ impl Dialect {
 
     /// The original request, from the forwarded headers of a trusted proxy.
     pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
-        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let h = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         let own_host = h("host").unwrap_or("localhost");
         let trusted = self.is_trusted(req.peer_addr().map(|a| a.ip()));
         let (method, scheme, host, uri) = if trusted {
             (
                 h("x-forwarded-method").unwrap_or(req.method().as_str()),
-                h("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(&self.issuer_scheme),
-                h("x-forwarded-host").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(own_host),
+                h("x-forwarded-proto")
+                    .map(|p| p.split(',').next().unwrap_or(p).trim())
+                    .unwrap_or(&self.issuer_scheme),
+                h("x-forwarded-host")
+                    .map(|p| p.split(',').next().unwrap_or(p).trim())
+                    .unwrap_or(own_host),
                 h("x-forwarded-uri").unwrap_or("/"),
             )
         } else {
-            (req.method().as_str(), self.issuer_scheme.as_str(), own_host, "/")
+            (
+                req.method().as_str(),
+                self.issuer_scheme.as_str(),
+                own_host,
+                "/",
+            )
         };
         normalize(method, scheme, host, uri)
     }
@@ -111,7 +127,9 @@ impl Dialect {
             Decision::Unauthorized { resource, error } => {
                 let mut challenge = base_challenge(&resource);
                 if let Some(why) = error {
-                    challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
+                    challenge.push_str(&format!(
+                        ", error=\"invalid_token\", error_description=\"{why}\""
+                    ));
                 }
                 json_error(
                     StatusCode::UNAUTHORIZED,
@@ -120,15 +138,26 @@ impl Dialect {
                     error.unwrap_or("a bearer token is required"),
                 )
             }
-            Decision::Forbidden { resource, missing_scope: Some(scope), description } => {
+            Decision::Forbidden {
+                resource,
+                missing_scope: Some(scope),
+                description,
+            } => {
                 // RFC 6750 §3.1 + MCP step-up: say which scope would help.
                 let challenge = format!(
                     "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\", error_description=\"{description}\"",
                     resource.metadata_url()
                 );
-                json_error(StatusCode::FORBIDDEN, Some(challenge), "insufficient_scope", description)
+                json_error(
+                    StatusCode::FORBIDDEN,
+                    Some(challenge),
+                    "insufficient_scope",
+                    description,
+                )
             }
-            Decision::Forbidden { description, .. } => json_error(StatusCode::FORBIDDEN, None, "access_denied", description),
+            Decision::Forbidden { description, .. } => {
+                json_error(StatusCode::FORBIDDEN, None, "access_denied", description)
+            }
             Decision::NotProtected => json_error(
                 StatusCode::FORBIDDEN,
                 None,
@@ -142,7 +171,8 @@ impl Dialect {
                     "temporarily_unavailable",
                     "revocation state is not current; retry shortly",
                 );
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 res
             }
         }
@@ -158,7 +188,12 @@ fn base_challenge(resource: &ProtectedResource) -> String {
     c
 }
 
-fn json_error(status: StatusCode, challenge: Option<String>, error: &str, description: &str) -> HttpResponse {
+fn json_error(
+    status: StatusCode,
+    challenge: Option<String>,
+    error: &str,
+    description: &str,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.insert_header((header::WWW_AUTHENTICATE, c));
@@ -170,21 +205,38 @@ fn json_error(status: StatusCode, challenge: Option<String>, error: &str, descri
 /// Canonical form of the original request: the URL parser percent-encodes what needs it and
 /// refuses hosts that are not hosts; what does not parse is judged as the root of `localhost`.
 fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
-    let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
+    let scheme = if scheme.eq_ignore_ascii_case("http") {
+        "http"
+    } else {
+        "https"
+    };
     let uri = if uri.starts_with('/') { uri } else { "/" };
     let parsed = Url::parse(&format!("{scheme}://{host}{uri}"))
         .ok()
         .filter(|u| u.host_str().is_some() && u.username().is_empty() && u.password().is_none());
     let Some(url) = parsed else {
-        return OriginalRequest { method: method.to_owned(), scheme: scheme.into(), host: "localhost".into(), uri: "/".into() };
+        return OriginalRequest {
+            method: method.to_owned(),
+            scheme: scheme.into(),
+            host: "localhost".into(),
+            uri: "/".into(),
+        };
     };
     let origin = origin_of(&url);
-    let host = origin.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or_default();
+    let host = origin
+        .split_once("://")
+        .map(|(_, h)| h.to_owned())
+        .unwrap_or_default();
     let uri = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    OriginalRequest { method: method.to_ascii_uppercase(), scheme: scheme.into(), host, uri }
+    OriginalRequest {
+        method: method.to_ascii_uppercase(),
+        scheme: scheme.into(),
+        host,
+        uri,
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +246,15 @@ mod tests {
     #[test]
     fn normalization() {
         let r = normalize("post", "https", "MCP.Example.com:443", "/mcp?x=1");
-        assert_eq!(r, OriginalRequest { method: "POST".into(), scheme: "https".into(), host: "mcp.example.com".into(), uri: "/mcp?x=1".into() });
+        assert_eq!(
+            r,
+            OriginalRequest {
+                method: "POST".into(),
+                scheme: "https".into(),
+                host: "mcp.example.com".into(),
+                uri: "/mcp?x=1".into()
+            }
+        );
         assert_eq!(normalize("GET", "http", "h:8080", "/a\"b").uri, "/a%22b");
         assert_eq!(normalize("GET", "https", "evil\" x", "/").host, "localhost");
         assert_eq!(normalize("GET", "https", "user@h", "/").host, "localhost");

@@ -15,7 +15,10 @@ pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 
 /// An HTTP client that does not follow redirects.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// A registered client.
@@ -33,37 +36,51 @@ pub struct Registered {
 
 /// Registers a client with `body`; panics unless 201.
 pub async fn register(s: &Server, body: Value) -> Registered {
-    let res = http().post(s.url("/register")).json(&body).send().await.unwrap();
+    let res = http()
+        .post(s.url("/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
     Registered {
         id: body["client_id"].as_str().unwrap().to_owned(),
         secret: body["client_secret"].as_str().map(str::to_owned),
-        registration_token: body["registration_access_token"].as_str().unwrap().to_owned(),
+        registration_token: body["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
         body,
     }
 }
 
 /// A public client like the MCP SDKs register.
 pub async fn register_public(s: &Server) -> Registered {
-    register(s, json!({
-        "redirect_uris": [REDIRECT],
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "client_name": "Test MCP client",
-        "application_type": "native",
-    }))
+    register(
+        s,
+        json!({
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "client_name": "Test MCP client",
+            "application_type": "native",
+        }),
+    )
     .await
 }
 
 /// A confidential client.
 pub async fn register_confidential(s: &Server) -> Registered {
-    register(s, json!({
-        "redirect_uris": ["https://app.example.com/cb"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "client_name": "Confidential app",
-    }))
+    register(
+        s,
+        json!({
+            "redirect_uris": ["https://app.example.com/cb"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Confidential app",
+        }),
+    )
     .await
 }
 
@@ -79,11 +96,20 @@ pub struct Pkce {
 pub fn pkce() -> Pkce {
     let verifier = mcp_authd::oauth::secret::random_token(48);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce { verifier, challenge }
+    Pkce {
+        verifier,
+        challenge,
+    }
 }
 
 /// The authorization URL for `client`, with S256 PKCE, state and resource.
-pub fn authorize_url(s: &Server, client_id: &str, redirect: &str, challenge: &str, resource: &str) -> String {
+pub fn authorize_url(
+    s: &Server,
+    client_id: &str,
+    redirect: &str,
+    challenge: &str,
+    resource: &str,
+) -> String {
     let mut url = url::Url::parse(&s.url("/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -99,18 +125,32 @@ pub fn authorize_url(s: &Server, client_id: &str, redirect: &str, challenge: &st
 
 /// The `Set-Cookie` name=value of a response.
 pub fn cookie_of(res: &reqwest::Response) -> String {
-    let raw = res.headers().get("set-cookie").expect("a Set-Cookie header").to_str().unwrap();
+    let raw = res
+        .headers()
+        .get("set-cookie")
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
     raw.split(';').next().unwrap().to_owned()
 }
 
 /// `Location` of a redirect.
 pub fn location(res: &reqwest::Response) -> String {
-    res.headers().get("location").expect("a Location header").to_str().unwrap().to_owned()
+    res.headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Query parameter `name` of `url`.
 pub fn param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Follows an authorization URL through the local login form as `user`; returns the final
@@ -118,23 +158,40 @@ pub fn param(url: &str, name: &str) -> Option<String> {
 pub async fn login_local(s: &Server, authorize: &str, user: &str, password: &str) -> String {
     let http = http();
     let res = http.get(authorize).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::FOUND, "authorize redirects to the login page");
+    assert_eq!(
+        res.status(),
+        StatusCode::FOUND,
+        "authorize redirects to the login page"
+    );
     let cookie = cookie_of(&res);
     let login = location(&res);
     assert!(login.starts_with(&s.url("/login?session=")), "{login}");
     let session = param(&login, "session").unwrap();
-    let page = http.get(&login).header("cookie", &cookie).send().await.unwrap();
+    let page = http
+        .get(&login)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("name=\"password\""), "login form shown");
     let res = http
         .post(s.url("/login"))
         .header("cookie", &cookie)
-        .form(&[("session", session.as_str()), ("username", user), ("password", password)])
+        .form(&[
+            ("session", session.as_str()),
+            ("username", user),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "login redirects back to the client");
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "login redirects back to the client"
+    );
     location(&res)
 }
 
@@ -154,17 +211,37 @@ pub async fn login_github(s: &Server, authorize: &str) -> String {
     let res = http.get(&upstream).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FOUND);
     let callback = location(&res);
-    assert!(callback.starts_with(&s.url("/callback/github?")), "{callback}");
-    let res = http.get(&callback).header("cookie", &cookie).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::FOUND, "callback redirects to the client");
+    assert!(
+        callback.starts_with(&s.url("/callback/github?")),
+        "{callback}"
+    );
+    let res = http
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FOUND,
+        "callback redirects to the client"
+    );
     location(&res)
 }
 
 /// POSTs a token-endpoint style form; returns status and JSON body.
-pub async fn post_form(s: &Server, path: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (StatusCode, Value) {
+pub async fn post_form(
+    s: &Server,
+    path: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
     let mut req = http().post(s.url(path)).form(form);
     if let Some((id, secret)) = basic {
-        req = req.header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
+        req = req.header(
+            "authorization",
+            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        );
     }
     let res = req.send().await.unwrap();
     let status = res.status();
@@ -175,16 +252,25 @@ pub async fn post_form(s: &Server, path: &str, form: &[(&str, &str)], basic: Opt
 /// Logs alice in for `client` and redeems the code; returns the token response.
 pub async fn tokens_for(s: &Server, client: &Registered, resource: &str) -> Value {
     let p = pkce();
-    let back = login_alice(s, &authorize_url(s, &client.id, REDIRECT, &p.challenge, resource)).await;
+    let back = login_alice(
+        s,
+        &authorize_url(s, &client.id, REDIRECT, &p.challenge, resource),
+    )
+    .await;
     let code = param(&back, "code").expect("a code");
-    let (status, body) = post_form(s, "/token", &[
-        ("grant_type", "authorization_code"),
-        ("code", &code),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", &p.verifier),
-        ("client_id", &client.id),
-        ("resource", resource),
-    ], None)
+    let (status, body) = post_form(
+        s,
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &p.verifier),
+            ("client_id", &client.id),
+            ("resource", resource),
+        ],
+        None,
+    )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body

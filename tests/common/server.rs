@@ -18,15 +18,23 @@ pub const OTHER_RESOURCE: &str = "https://other.example.com/mcp";
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `GET /health` answers 200 (plain HTTP/1.0 over a socket, no client library needed).
 fn health_ok(port: u16) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = [0u8; 12];
@@ -86,7 +94,14 @@ impl Server {
         }
         toml.push_str(&opts.toml);
         std::fs::write(dir.path().join("mcp-authd.toml"), toml).unwrap();
-        let mut server = Self { port, base, dir, child: None, env: opts.env, starts: 0 };
+        let mut server = Self {
+            port,
+            base,
+            dir,
+            child: None,
+            env: opts.env,
+            starts: 0,
+        };
         server.spawn();
         server
     }
@@ -123,7 +138,11 @@ impl Server {
             if health_ok(self.port) {
                 return;
             }
-            assert!(Instant::now() < deadline, "mcp-authd did not become healthy:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "mcp-authd did not become healthy:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -131,7 +150,9 @@ impl Server {
     /// Stops with SIGTERM (graceful) and waits for the exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(35);
             while child.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
@@ -153,7 +174,10 @@ impl Server {
     /// Everything the server wrote so far, across restarts.
     pub fn logs(&self) -> String {
         (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("server-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("server-{i}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -161,6 +185,24 @@ impl Server {
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Runs `mcp-authd token mint` against this server's configuration and keys.
+    pub fn mint(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-authd"))
+            .arg("--config")
+            .arg(self.dir.path().join("mcp-authd.toml"))
+            .args(["token", "mint"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token mint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// The data directory.
