@@ -696,9 +696,6 @@ impl Config {
     /// Risky but legal settings, for the operator to read at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.github.enabled() && self.local.users.is_empty() {
-            w.push("no identity provider is configured ([github] or [[local.users]]): nobody can log in".into());
-        }
         if self.store.kind == StoreKind::Redis && self.tokens.private_key_file.is_none() {
             w.push("store.type = \"redis\" without tokens.private_key_file: each replica generates its own signing key, so replicas will not accept each other's tokens".into());
         }

@@ -211,6 +211,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             "demo login: user \"demo\", password \"{password}\" (from MCP_AUTHD_DEMO_PASSWORD or generated)"
         );
     }
+    if upstreams.is_empty() {
+        tracing::warn!(
+            "no identity provider is configured ([github] or [[local.users]]): nobody can log in"
+        );
+    }
     let issuer = config.server.issuer.clone();
     let state = web::Data::new(
         AppState::new(config, upstreams)

@@ -1,0 +1,49 @@
+# mcp-authd — `make help` lists the targets.
+#
+# Builds go to a cache directory outside the clone, so repeated runs (and CI on the same
+# machine) reuse them. Override with CARGO_TARGET_DIR=... make <target>.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/mcp-authd/target
+export CARGO_TARGET_DIR
+BIN_RELEASE := $(CARGO_TARGET_DIR)/release/mcp-authd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help build release run test test-deps lint fmt bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+build: ## Debug build of the server
+	cargo build
+
+release: ## Release build of the server
+	cargo build --release --locked
+
+run: release ## Build and start on http://localhost:8080 (embedded store, demo user; MCP_AUTHD_DEMO_PASSWORD to choose its password)
+	$(BIN_RELEASE) serve --demo
+
+test-deps: ## Install what the tests need (redis-server, openssl) if missing
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi; \
+	command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests and could not be installed" >&2; exit 1; }
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all --check
+	cargo clippy --all-targets --all-features --locked -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+test: test-deps lint ## Install test dependencies, lint, and run every test
+	cargo test --all-targets --locked
+
+bench: ## Measure /verify throughput with wrk (release build, loopback only)
+	bench/verify.sh
+
+clean: ## Remove build output
+	cargo clean
