@@ -335,7 +335,7 @@ pub struct VerifyConfig {
     /// Pass the client's `Authorization` header on to the backend (`Authorization` response
     /// header of /verify). Off by default: the MCP server should not see the user's token.
     pub forward_token: bool,
-    /// Most verified tokens kept in memory.
+    /// Most verified tokens kept in memory (about 1.5 KiB each).
     pub cache_capacity: u64,
     /// Header names of the identity handed to the backend.
     pub headers: IdentityHeaders,
@@ -347,7 +347,7 @@ impl Default for VerifyConfig {
             allow_preflight: true,
             allow_metadata: true,
             forward_token: false,
-            cache_capacity: 100_000,
+            cache_capacity: 20_000,
             headers: IdentityHeaders::default(),
         }
     }

@@ -828,3 +828,68 @@ async fn reflected_input_is_escaped() {
         "state round-trips intact"
     );
 }
+
+#[tokio::test]
+async fn wrong_methods_unknown_paths_and_malformed_queries() {
+    let s = Server::start();
+    let http = http();
+    for (method, path) in [
+        ("GET", "/token"),
+        ("GET", "/register"),
+        ("POST", "/jwks"),
+        ("DELETE", "/authorize"),
+        ("PATCH", "/revoke"),
+    ] {
+        let res = http
+            .request(method.parse().unwrap(), s.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{method} {path}");
+    }
+    let res = http.get(s.url("/no/such/thing")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "not_found");
+    // Repeated or garbage query parameters on the browser pages: an error page, not a 500.
+    for path in [
+        "/login?session=a&session=b",
+        "/login?session=%ff%fe",
+        "/login",
+        "/callback/github?state=x",
+        "/callback?code=1",
+    ] {
+        let res = http.get(s.url(path)).send().await.unwrap();
+        let status = res.status();
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+    }
+    // CORS preflight for browser-based MCP clients on the token endpoint.
+    let res = http
+        .request(reqwest::Method::OPTIONS, s.url("/token"))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+}

@@ -12,7 +12,6 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 
 use super::page::{self, escape};
 use super::read_form;
@@ -27,18 +26,10 @@ use crate::upstream::{IdentityProvider, UpstreamError};
 /// The browser-binding cookie.
 const COOKIE: &str = "mcp_authd_login";
 
-/// `?session=` of the login pages.
-#[derive(Deserialize)]
-pub struct SessionQuery {
-    session: Option<String>,
-}
-
-/// `?state=&code=&error=` of the upstream callback.
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
+/// The query string, parsed strictly; a malformed one gets an error page.
+fn query(req: &HttpRequest) -> Result<Params, HttpResponse> {
+    Params::parse(req.query_string().as_bytes())
+        .map_err(|e| page::error(400, &format!("Malformed request: {e}.")))
 }
 
 fn found(location: &str) -> HttpResponse {
@@ -219,12 +210,12 @@ async fn login_page(
 }
 
 /// `GET /login?session=`: the login page.
-pub async fn get_login(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    q: web::Query<SessionQuery>,
-) -> HttpResponse {
-    let session = q.session.as_deref().unwrap_or("");
+pub async fn get_login(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let q = match query(&req) {
+        Ok(q) => q,
+        Err(res) => return res,
+    };
+    let session = q.get("session").unwrap_or("");
     match pending_for(&app, &req, Some(session)).await {
         Ok(pending) => login_page(&app, session, &pending, None).await,
         Err(res) => res,
@@ -278,12 +269,15 @@ pub async fn get_login_provider(
     app: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    q: web::Query<SessionQuery>,
 ) -> HttpResponse {
     let Some(provider) = app.upstreams.provider(&path) else {
         return page::error(404, "Unknown sign-in method.");
     };
-    let session = q.session.as_deref().unwrap_or("");
+    let q = match query(&req) {
+        Ok(q) => q,
+        Err(res) => return res,
+    };
+    let session = q.get("session").unwrap_or("");
     let mut pending = match pending_for(&app, &req, Some(session)).await {
         Ok(p) => p,
         Err(res) => return res,
@@ -300,11 +294,11 @@ pub async fn get_login_provider(
 }
 
 /// `GET /callback[/{provider}]`: the provider sends the browser back with a code.
-pub async fn get_callback(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    q: web::Query<CallbackQuery>,
-) -> HttpResponse {
+pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let q = match query(&req) {
+        Ok(q) => q,
+        Err(res) => return res,
+    };
     // `/callback` alone is the first redirect provider (the Python gateway's path).
     let provider = match req.match_info().get("provider") {
         Some(id) => app.upstreams.provider(id),
@@ -313,7 +307,7 @@ pub async fn get_callback(
     let Some(provider) = provider else {
         return page::error(404, "Unknown sign-in method.");
     };
-    let Some(state) = q.state.as_deref().filter(|s| s.len() <= 64) else {
+    let Some(state) = q.get("state").filter(|s| s.len() <= 64) else {
         return page::error(400, "The identity provider's answer has no state.");
     };
     let pending = match app.store.take_pending(state).await {
@@ -337,14 +331,13 @@ pub async fn get_callback(
             description,
         ))
     };
-    if q.error.is_some() {
+    if q.get("error").is_some() {
         return back(
             ErrorCode::AccessDenied,
             "the user declined at the identity provider",
         );
     }
-    let (Some(code), Some(verifier)) = (q.code.as_deref(), pending.upstream_verifier.as_deref())
-    else {
+    let (Some(code), Some(verifier)) = (q.get("code"), pending.upstream_verifier.as_deref()) else {
         return back(
             ErrorCode::ServerError,
             "the identity provider returned no code",

@@ -25,10 +25,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// The route table.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/health").route(web::get().to(health::get_health)))
-        .service(web::resource("/ready").route(web::get().to(health::get_ready)))
+    cfg.service(resource(&["/health"]).route(web::get().to(health::get_health)))
+        .service(resource(&["/ready"]).route(web::get().to(health::get_ready)))
         .service(
-            web::resource([
+            resource(&[
                 "/.well-known/oauth-authorization-server",
                 "/.well-known/oauth-authorization-server/{tail:.*}",
                 "/.well-known/openid-configuration",
@@ -37,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(metadata::get_authorization_server)),
         )
         .service(
-            web::resource([
+            resource(&[
                 "/.well-known/oauth-protected-resource",
                 "/.well-known/oauth-protected-resource/{tail:.*}",
             ])
@@ -45,51 +45,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(metadata::get_protected_resource)),
         )
         .service(
-            web::resource("/jwks")
+            resource(&["/jwks"])
                 .wrap(cors())
                 .route(web::get().to(metadata::get_jwks)),
         )
         .service(
-            web::resource("/register")
+            resource(&["/register"])
                 .wrap(cors())
                 .route(web::post().to(register::post_register)),
         )
         .service(
-            web::resource("/register/{client_id}")
+            resource(&["/register/{client_id}"])
                 .wrap(cors())
                 .route(web::get().to(register::get_client))
                 .route(web::put().to(register::put_client))
                 .route(web::delete().to(register::delete_client)),
         )
-        .service(web::resource("/authorize").route(web::get().to(authorize::get_authorize)))
+        .service(resource(&["/authorize"]).route(web::get().to(authorize::get_authorize)))
         .service(
-            web::resource("/login")
+            resource(&["/login"])
                 .route(web::get().to(authorize::get_login))
                 .route(web::post().to(authorize::post_login)),
         )
         .service(
-            web::resource("/login/{provider}").route(web::get().to(authorize::get_login_provider)),
+            resource(&["/login/{provider}"]).route(web::get().to(authorize::get_login_provider)),
         )
         .service(
-            web::resource(["/callback", "/callback/{provider}"])
+            resource(&["/callback", "/callback/{provider}"])
                 .route(web::get().to(authorize::get_callback)),
         )
         .service(
-            web::resource("/token")
+            resource(&["/token"])
                 .wrap(cors())
                 .route(web::post().to(token::post_token)),
         )
         .service(
-            web::resource("/revoke")
+            resource(&["/revoke"])
                 .wrap(cors())
                 .route(web::post().to(token::post_revoke)),
         )
-        .service(web::resource("/introspect").route(web::post().to(token::post_introspect)))
+        .service(resource(&["/introspect"]).route(web::post().to(token::post_introspect)))
         .service(
-            web::resource(["/verify", "/verify/{tail:.*}"])
-                .route(web::route().to(verify::any_verify)),
+            resource(&["/verify", "/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)),
         )
         .default_service(web::to(not_found));
+}
+
+/// A resource whose unsupported methods get a JSON 405 rather than an empty one.
+fn resource(paths: &[&str]) -> actix_web::Resource {
+    web::resource(paths.to_vec()).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed().json(serde_json::json!({
+        "error": "invalid_request",
+        "error_description": "this endpoint does not accept that HTTP method",
+    }))
 }
 
 /// CORS for the endpoints browser-based MCP clients call directly (metadata, registration,
