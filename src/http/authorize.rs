@@ -213,7 +213,7 @@ async fn login_page(
 pub async fn get_login(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(res) => return res,
+        Err(e) => return page::error(400, &e),
     };
     let session = q.get("session").unwrap_or("");
     match pending_for(&app, &req, Some(session)).await {
@@ -275,7 +275,7 @@ pub async fn get_login_provider(
     };
     let q = match query(&req) {
         Ok(q) => q,
-        Err(res) => return res,
+        Err(e) => return page::error(400, &e),
     };
     let session = q.get("session").unwrap_or("");
     let mut pending = match pending_for(&app, &req, Some(session)).await {
@@ -297,7 +297,7 @@ pub async fn get_login_provider(
 pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(res) => return res,
+        Err(e) => return page::error(400, &e),
     };
     // `/callback` alone is the first redirect provider (the Python gateway's path).
     let provider = match req.match_info().get("provider") {
