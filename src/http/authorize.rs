@@ -26,10 +26,9 @@ use crate::upstream::{IdentityProvider, UpstreamError};
 /// The browser-binding cookie.
 const COOKIE: &str = "mcp_authd_login";
 
-/// The query string, parsed strictly; a malformed one gets an error page.
-fn query(req: &HttpRequest) -> Result<Params, HttpResponse> {
-    Params::parse(req.query_string().as_bytes())
-        .map_err(|e| page::error(400, &format!("Malformed request: {e}.")))
+/// The query string, parsed strictly; the error is for an error page.
+fn query(req: &HttpRequest) -> Result<Params, String> {
+    Params::parse(req.query_string().as_bytes()).map_err(|e| format!("Malformed request: {e}."))
 }
 
 fn found(location: &str) -> HttpResponse {
