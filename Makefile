@@ -34,13 +34,13 @@ test-deps: ## Install what the tests need (redis-server, openssl) if missing
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all --check
-	cargo clippy --all-targets --all-features --locked -- -D warnings
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 fmt: ## Format the code
 	cargo fmt --all
 
 test: test-deps lint ## Install test dependencies, lint, and run every test
-	cargo test --all-targets --locked
+	cargo test --workspace --all-targets --locked
 
 bench: ## Measure /verify throughput with wrk (release build, loopback only)
 	bench/verify.sh
