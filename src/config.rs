@@ -47,11 +47,7 @@ impl SecretString {
 
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
     }
 }
 
@@ -223,11 +219,7 @@ pub struct OAuthConfig {
 
 impl Default for OAuthConfig {
     fn default() -> Self {
-        Self {
-            scopes_supported: vec!["mcp".into()],
-            default_scopes: vec!["mcp".into()],
-            allowed_users: Vec::new(),
-        }
+        Self { scopes_supported: vec!["mcp".into()], default_scopes: vec!["mcp".into()], allowed_users: Vec::new() }
     }
 }
 
@@ -416,21 +408,14 @@ impl std::error::Error for ConfigErrors {}
 
 /// `server.issuer (MCP_AUTHD__SERVER__ISSUER)`: how problems name a setting.
 fn setting(key: &str) -> String {
-    format!(
-        "{key} ({ENV_PREFIX}__{})",
-        key.replace('.', "__").to_uppercase()
-    )
+    format!("{key} ({ENV_PREFIX}__{})", key.replace('.', "__").to_uppercase())
 }
 
 fn read_secret_file(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SecretString> {
     match std::fs::read_to_string(path) {
         Ok(s) => Some(SecretString::new(s.trim_end_matches(['\r', '\n']))),
         Err(e) => {
-            problems.push(format!(
-                "{}: cannot read {}: {e}",
-                setting(key),
-                path.display()
-            ));
+            problems.push(format!("{}: cannot read {}: {e}", setting(key), path.display()));
             None
         }
     }
@@ -443,10 +428,7 @@ impl Config {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigErrors(vec![format!(
-                    "configuration file {} does not exist",
-                    path.display()
-                )]));
+                return Err(ConfigErrors(vec![format!("configuration file {} does not exist", path.display())]));
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
@@ -458,13 +440,8 @@ impl Config {
         for key in ENV_LIST_KEYS {
             env = env.with_list_parse_key(key);
         }
-        let raw = builder
-            .add_source(env)
-            .build()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        let mut cfg: Config = raw
-            .try_deserialize()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let raw = builder.add_source(env).build().map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let mut cfg: Config = raw.try_deserialize().map_err(|e| ConfigErrors(vec![e.to_string()]))?;
         cfg.resolve_files()?;
         cfg.validate()?;
         Ok(cfg)
@@ -474,21 +451,9 @@ impl Config {
     fn resolve_files(&mut self) -> Result<(), ConfigErrors> {
         let mut problems = Vec::new();
         let pairs: [(&Option<PathBuf>, &mut SecretString, &str); 4] = [
-            (
-                &self.github.client_secret_file,
-                &mut self.github.client_secret,
-                "github.client_secret_file",
-            ),
-            (
-                &self.store.redis_url_file,
-                &mut self.store.redis_url,
-                "store.redis_url_file",
-            ),
-            (
-                &self.store.redis_password_file,
-                &mut self.store.redis_password,
-                "store.redis_password_file",
-            ),
+            (&self.github.client_secret_file, &mut self.github.client_secret, "github.client_secret_file"),
+            (&self.store.redis_url_file, &mut self.store.redis_url, "store.redis_url_file"),
+            (&self.store.redis_password_file, &mut self.store.redis_password, "store.redis_password_file"),
             (
                 &self.registration.initial_access_token_file,
                 &mut self.registration.initial_access_token,
@@ -502,38 +467,23 @@ impl Config {
                 *value = secret;
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(problems))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigErrors(problems)) }
     }
 
     /// Checks every setting and returns all problems at once.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut p = Vec::new();
         if self.server.bind.parse::<SocketAddr>().is_err() {
-            p.push(format!(
-                "{}: {:?} is not an address:port",
-                setting("server.bind"),
-                self.server.bind
-            ));
+            p.push(format!("{}: {:?} is not an address:port", setting("server.bind"), self.server.bind));
         }
         match Url::parse(&self.server.issuer) {
             Ok(url) => {
                 if !matches!(url.scheme(), "http" | "https") {
-                    p.push(format!(
-                        "{}: must be an http(s) URL",
-                        setting("server.issuer")
-                    ));
+                    p.push(format!("{}: must be an http(s) URL", setting("server.issuer")));
                 } else if url.query().is_some() || url.fragment().is_some() {
                     // RFC 8414 §2: no query or fragment components.
-                    p.push(format!(
-                        "{}: must have no query or fragment",
-                        setting("server.issuer")
-                    ));
-                } else if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or(""))
-                {
+                    p.push(format!("{}: must have no query or fragment", setting("server.issuer")));
+                } else if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or("")) {
                     p.push(format!(
                         "{}: must use https unless the host is loopback (OAuth 2.1 §1.5)",
                         setting("server.issuer")
@@ -544,25 +494,16 @@ impl Config {
         }
         for net in &self.server.trusted_proxies {
             if parse_net(net).is_none() {
-                p.push(format!(
-                    "{}: {net:?} is not an address or CIDR",
-                    setting("server.trusted_proxies")
-                ));
+                p.push(format!("{}: {net:?} is not an address or CIDR", setting("server.trusted_proxies")));
             }
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            p.push(format!(
-                "{}: must be \"text\" or \"json\"",
-                setting("server.log_format")
-            ));
+            p.push(format!("{}: must be \"text\" or \"json\"", setting("server.log_format")));
         }
         if self.store.kind == StoreKind::Redis {
             match Url::parse(self.store.redis_url.expose()) {
                 Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
-                Ok(_) => p.push(format!(
-                    "{}: must be a redis:// or rediss:// URL",
-                    setting("store.redis_url")
-                )),
+                Ok(_) => p.push(format!("{}: must be a redis:// or rediss:// URL", setting("store.redis_url"))),
                 Err(_) => p.push(format!(
                     "{}: required for store.type = \"redis\" (or store.redis_url_file)",
                     setting("store.redis_url")
@@ -571,83 +512,47 @@ impl Config {
             if let Some(ca) = &self.store.redis_ca_file
                 && !ca.is_file()
             {
-                p.push(format!(
-                    "{}: {} is not a readable file",
-                    setting("store.redis_ca_file"),
-                    ca.display()
-                ));
+                p.push(format!("{}: {} is not a readable file", setting("store.redis_ca_file"), ca.display()));
             }
             if self.store.pool_size == 0 {
-                p.push(format!(
-                    "{}: must be at least 1",
-                    setting("store.pool_size")
-                ));
+                p.push(format!("{}: must be at least 1", setting("store.pool_size")));
             }
         }
         let t = &self.tokens;
         for (v, key, max) in [
             (t.access_token_ttl, "tokens.access_token_ttl", 86_400),
-            (
-                t.refresh_token_ttl,
-                "tokens.refresh_token_ttl",
-                366 * 86_400,
-            ),
+            (t.refresh_token_ttl, "tokens.refresh_token_ttl", 366 * 86_400),
             (t.code_ttl, "tokens.code_ttl", 600),
             (t.login_ttl, "tokens.login_ttl", 3600),
         ] {
             if v == 0 || v > max {
-                p.push(format!(
-                    "{}: must be between 1 and {max} seconds",
-                    setting(key)
-                ));
+                p.push(format!("{}: must be between 1 and {max} seconds", setting(key)));
             }
         }
-        for (i, path) in t
-            .private_key_file
-            .iter()
-            .chain(&t.previous_key_files)
-            .enumerate()
-        {
+        for (i, path) in t.private_key_file.iter().chain(&t.previous_key_files).enumerate() {
             if !path.is_file() {
                 let key = if i == 0 && t.private_key_file.is_some() {
                     "tokens.private_key_file"
                 } else {
                     "tokens.previous_key_files"
                 };
-                p.push(format!(
-                    "{}: {} is not a readable file",
-                    setting(key),
-                    path.display()
-                ));
+                p.push(format!("{}: {} is not a readable file", setting(key), path.display()));
             }
         }
-        if self
-            .oauth
-            .scopes_supported
-            .iter()
-            .any(|s| !crate::oauth::scope::is_scope_token(s))
-        {
+        if self.oauth.scopes_supported.iter().any(|s| !crate::oauth::scope::is_scope_token(s)) {
             p.push(format!(
                 "{}: scope names are printable ASCII without spaces or quotes",
                 setting("oauth.scopes_supported")
             ));
         }
-        if self
-            .oauth
-            .default_scopes
-            .iter()
-            .any(|s| !self.oauth.scopes_supported.contains(s))
-        {
+        if self.oauth.default_scopes.iter().any(|s| !self.oauth.scopes_supported.contains(s)) {
             p.push(format!(
                 "{}: every default scope must be in oauth.scopes_supported",
                 setting("oauth.default_scopes")
             ));
         }
         if self.registration.max_redirect_uris == 0 {
-            p.push(format!(
-                "{}: must be at least 1",
-                setting("registration.max_redirect_uris")
-            ));
+            p.push(format!("{}: must be at least 1", setting("registration.max_redirect_uris")));
         }
         let gh = &self.github;
         if gh.enabled() {
@@ -686,11 +591,7 @@ impl Config {
                 )),
             }
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(p))
-        }
+        if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
     }
 
     /// Risky but legal settings, for the operator to read at start-up.
@@ -703,17 +604,16 @@ impl Config {
             w.push("verify.forward_token = true: the MCP servers behind the proxy receive users' bearer tokens".into());
         }
         if self.resources.is_empty() {
-            w.push("no [[resources]] configured: any URL behind the proxy is treated as its own protected resource".into());
+            w.push(
+                "no [[resources]] configured: any URL behind the proxy is treated as its own protected resource".into(),
+            );
         }
         w
     }
 
     /// The embedded store's file.
     pub fn embedded_store_path(&self) -> PathBuf {
-        self.store
-            .path
-            .clone()
-            .unwrap_or_else(|| self.server.data_dir.join("mcp-authd.redb"))
+        self.store.path.clone().unwrap_or_else(|| self.server.data_dir.join("mcp-authd.redb"))
     }
 
     /// The issuer without a trailing slash, for building endpoint URLs.
@@ -723,28 +623,19 @@ impl Config {
 
     /// `server.trusted_proxies`, parsed (validate() has checked them).
     pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
-        self.server
-            .trusted_proxies
-            .iter()
-            .filter_map(|s| parse_net(s))
-            .collect()
+        self.server.trusted_proxies.iter().filter_map(|s| parse_net(s)).collect()
     }
 }
 
 /// Parses `10.0.0.0/8` or a bare address (as a /32 or /128).
 fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -767,10 +658,7 @@ mod tests {
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert!(errs[0].starts_with("server.bind (MCP_AUTHD__SERVER__BIND)"));
         assert!(errs[1].contains("must use https"));
-        assert!(
-            errs.iter()
-                .any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)"))
-        );
+        assert!(errs.iter().any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)")));
         assert!(errs.iter().any(|e| e.starts_with("tokens.code_ttl")));
     }
 

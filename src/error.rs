@@ -135,10 +135,7 @@ pub enum Error {
 impl Error {
     /// A protocol error.
     pub fn oauth(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self::OAuth {
-            code,
-            description: description.into(),
-        }
+        Self::OAuth { code, description: description.into() }
     }
     /// `invalid_request`.
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -150,10 +147,7 @@ impl Error {
     }
     /// `invalid_client` without a Basic challenge.
     pub fn invalid_client(description: impl Into<String>) -> Self {
-        Self::InvalidClient {
-            description: description.into(),
-            basic: false,
-        }
+        Self::InvalidClient { description: description.into(), basic: false }
     }
 
     /// The RFC code this error is answered with.
@@ -169,9 +163,7 @@ impl Error {
     /// The `error_description` shown to the caller: internal details stay in the log.
     pub fn description(&self) -> String {
         match self {
-            Self::OAuth { description, .. } | Self::InvalidClient { description, .. } => {
-                description.clone()
-            }
+            Self::OAuth { description, .. } | Self::InvalidClient { description, .. } => description.clone(),
             Self::Store(_) => "the authorization server's store is unavailable; retry later".into(),
             Self::Internal(_) => "internal error".into(),
         }
@@ -179,10 +171,7 @@ impl Error {
 
     /// The RFC body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: self.code(),
-            error_description: Some(self.description()),
-        }
+        ErrorBody { error: self.code(), error_description: Some(self.description()) }
     }
 }
 
@@ -216,10 +205,7 @@ impl ResponseError for Error {
         }
         if self.code() == ErrorCode::InvalidToken {
             // RFC 6750 §3.
-            res.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            ));
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\"")));
         }
         res.json(self.body())
     }
@@ -236,31 +222,15 @@ mod tests {
         let res = err.error_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = to_bytes(res.into_body()).await.unwrap();
-        assert_eq!(
-            &body[..],
-            br#"{"error":"server_error","error_description":"internal error"}"#
-        );
+        assert_eq!(&body[..], br#"{"error":"server_error","error_description":"internal error"}"#);
     }
 
     #[actix_web::test]
     async fn invalid_client_with_basic_gets_a_challenge() {
-        let err = Error::InvalidClient {
-            description: "bad secret".into(),
-            basic: true,
-        };
+        let err = Error::InvalidClient { description: "bad secret".into(), basic: true };
         let res = err.error_response();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert!(
-            res.headers()
-                .get(header::WWW_AUTHENTICATE)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
-        );
-        assert_eq!(
-            res.headers().get(header::CACHE_CONTROL).unwrap(),
-            "no-store"
-        );
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Basic"));
+        assert_eq!(res.headers().get(header::CACHE_CONTROL).unwrap(), "no-store");
     }
 }

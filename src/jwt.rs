@@ -78,9 +78,7 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("current", &self.current.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("Keys").field("current", &self.current.kid).finish_non_exhaustive()
     }
 }
 
@@ -124,14 +122,7 @@ impl Key {
         validation.validate_aud = false; // the audience is matched against the resource by /verify
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        Ok(Self {
-            kid,
-            alg,
-            encoding,
-            decoding,
-            validation,
-            jwk,
-        })
+        Ok(Self { kid, alg, encoding, decoding, validation, jwk })
     }
 }
 
@@ -140,15 +131,13 @@ pub fn generate_pem(alg: SigningAlgorithm) -> anyhow::Result<String> {
     let unspecified = |_| anyhow::anyhow!("key generation failed");
     let der: Vec<u8> = match alg {
         SigningAlgorithm::RS256 => {
-            let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(unspecified)?;
+            let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(unspecified)?;
             kp.as_der().map_err(unspecified)?.as_ref().to_vec()
         }
         SigningAlgorithm::ES256 => {
-            let kp = aws_lc_rs::signature::EcdsaKeyPair::generate(
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            )
-            .map_err(unspecified)?;
+            let kp =
+                aws_lc_rs::signature::EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(unspecified)?;
             kp.to_pkcs8v1().map_err(unspecified)?.as_ref().to_vec()
         }
         SigningAlgorithm::EdDSA => {
@@ -197,10 +186,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 fn read_keyring(dir: &Path) -> anyhow::Result<Option<Keyring>> {
     let path = dir.join("keyring.json");
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("reading {}", path.display()))?,
-        )),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -213,10 +199,7 @@ fn add_generated_key(dir: &Path, config: &Config, ring: &mut Keyring) -> anyhow:
     let key = Key::from_pem(pem.as_bytes(), &config.server.issuer)?;
     write_private(&dir.join(format!("{}.pem", key.kid)), pem.as_bytes())?;
     if !ring.current.is_empty() {
-        ring.previous.push(Retired {
-            kid: std::mem::take(&mut ring.current),
-            retired_at: crate::store::now(),
-        });
+        ring.previous.push(Retired { kid: std::mem::take(&mut ring.current), retired_at: crate::store::now() });
     }
     ring.current = key.kid.clone();
     write_private(&dir.join("keyring.json"), &serde_json::to_vec_pretty(ring)?)?;
@@ -245,12 +228,7 @@ impl Keys {
             Key::from_pem(&pem, issuer).with_context(|| format!("key {}", p.display()))
         };
         let (current, previous) = if let Some(file) = &config.tokens.private_key_file {
-            let prev = config
-                .tokens
-                .previous_key_files
-                .iter()
-                .map(|p| read(p))
-                .collect::<anyhow::Result<_>>()?;
+            let prev = config.tokens.previous_key_files.iter().map(|p| read(p)).collect::<anyhow::Result<_>>()?;
             (read(file)?, prev)
         } else {
             let dir = keys_dir(config);
@@ -268,17 +246,10 @@ impl Keys {
             let before = ring.previous.len();
             ring.previous.retain(|r| r.retired_at > horizon);
             if ring.previous.len() != before {
-                write_private(
-                    &dir.join("keyring.json"),
-                    &serde_json::to_vec_pretty(&ring)?,
-                )?;
+                write_private(&dir.join("keyring.json"), &serde_json::to_vec_pretty(&ring)?)?;
             }
             let path = |kid: &str| dir.join(format!("{kid}.pem"));
-            let prev = ring
-                .previous
-                .iter()
-                .map(|r| read(&path(&r.kid)))
-                .collect::<anyhow::Result<_>>()?;
+            let prev = ring.previous.iter().map(|r| read(&path(&r.kid))).collect::<anyhow::Result<_>>()?;
             (read(&path(&ring.current))?, prev)
         };
         Ok(Self::new(current, previous))
@@ -290,19 +261,12 @@ impl Keys {
         for (i, k) in previous.iter().enumerate() {
             index.entry(k.kid.clone()).or_insert(i + 1);
         }
-        Self {
-            current,
-            previous,
-            index,
-        }
+        Self { current, previous, index }
     }
 
     /// Keys built from PEM strings (tests, tools).
     pub fn from_pems(current: &str, previous: &[&str], issuer: &str) -> anyhow::Result<Self> {
-        let prev = previous
-            .iter()
-            .map(|p| Key::from_pem(p.as_bytes(), issuer))
-            .collect::<anyhow::Result<_>>()?;
+        let prev = previous.iter().map(|p| Key::from_pem(p.as_bytes(), issuer)).collect::<anyhow::Result<_>>()?;
         Ok(Self::new(Key::from_pem(current.as_bytes(), issuer)?, prev))
     }
 
@@ -334,50 +298,37 @@ impl Keys {
         let mut header = Header::new(self.current.alg);
         header.typ = Some(ACCESS_TOKEN_TYP.into());
         header.kid = Some(self.current.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.current.encoding)
-            .context("signing an access token")
+        jsonwebtoken::encode(&header, claims, &self.current.encoding).context("signing an access token")
     }
 
     /// Verifies an access token: `typ`, known `kid`, the key's own algorithm (no `none`, no
     /// HS256-with-the-public-key), signature, `iss`, `exp`. The audience is left to the caller.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             // RFC 9068 §4: reject JWTs that are not access tokens (e.g. ID tokens).
             return Err(TokenError("not an access token (typ)"));
         }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.by_kid(kid))
-            .ok_or(TokenError("unknown signing key"))?;
+        let key = header.kid.as_deref().and_then(|kid| self.by_kid(kid)).ok_or(TokenError("unknown signing key"))?;
         if header.alg != key.alg {
             // SECURITY: the algorithm is the key's, never the token's choice.
             return Err(TokenError("algorithm does not match the signing key"));
         }
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation).map(|data| data.claims).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError("token expired"),
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                    TokenError("token from another issuer")
-                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError("token from another issuer"),
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError("bad signature"),
                 _ => TokenError("invalid token"),
-            })
+            },
+        )
     }
 
     /// Verifies signature and issuer but accepts expired tokens (RFC 7009 revocation of a
     /// token that may be past its `exp`).
     pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.by_kid(kid))
-            .ok_or(TokenError("unknown signing key"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
+        let key = header.kid.as_deref().and_then(|kid| self.by_kid(kid)).ok_or(TokenError("unknown signing key"))?;
         if header.alg != key.alg || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             return Err(TokenError("invalid token"));
         }
@@ -391,12 +342,7 @@ impl Keys {
 
     /// The public keys, current first (RFC 7517 §5).
     pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: std::iter::once(&self.current)
-                .chain(&self.previous)
-                .map(|k| k.jwk.clone())
-                .collect(),
-        }
+        JwkSet { keys: std::iter::once(&self.current).chain(&self.previous).map(|k| k.jwk.clone()).collect() }
     }
 }
 
@@ -428,11 +374,7 @@ mod tests {
     /// algorithm so a backend mix-up fails here rather than at the first request.
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for alg in [
-            SigningAlgorithm::RS256,
-            SigningAlgorithm::ES256,
-            SigningAlgorithm::EdDSA,
-        ] {
+        for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
             let pem = generate_pem(alg).unwrap();
             let keys = Keys::from_pems(&pem, &[], ISS).unwrap();
             let token = keys.sign(&claims(60)).unwrap();
@@ -441,10 +383,7 @@ mod tests {
             let jwks = serde_json::to_value(keys.jwks()).unwrap();
             assert_eq!(jwks["keys"][0]["kid"], keys.current_kid());
             assert_eq!(jwks["keys"][0]["use"], "sig");
-            assert!(
-                jwks["keys"][0].get("d").is_none(),
-                "private part must not be published"
-            );
+            assert!(jwks["keys"][0].get("d").is_none(), "private part must not be published");
         }
     }
 
@@ -452,13 +391,8 @@ mod tests {
     fn rfc7638_thumbprint_vector() {
         // RFC 7638 §3.1 example key.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let jwk: Jwk =
-            serde_json::from_value(serde_json::json!({"kty":"RSA","n":n,"e":"AQAB","alg":"RS256"}))
-                .unwrap();
-        assert_eq!(
-            thumbprint(&jwk).unwrap(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({"kty":"RSA","n":n,"e":"AQAB","alg":"RS256"})).unwrap();
+        assert_eq!(thumbprint(&jwk).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]
@@ -470,11 +404,8 @@ mod tests {
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let payload = parts[1];
         // alg: none
-        let none = format!(
-            "{}.{}.",
-            enc(serde_json::json!({"alg":"none","typ":"at+jwt","kid":keys.current_kid()})),
-            payload
-        );
+        let none =
+            format!("{}.{}.", enc(serde_json::json!({"alg":"none","typ":"at+jwt","kid":keys.current_kid()})), payload);
         assert!(keys.verify(&none).is_err());
         // HS256 keyed with the public key's JWK text.
         let public = serde_json::to_vec(&keys.jwks().keys[0]).unwrap();
@@ -482,43 +413,22 @@ mod tests {
         h.typ = Some("at+jwt".into());
         h.kid = Some(keys.current_kid().into());
         let hs = jsonwebtoken::encode(&h, &claims(60), &EncodingKey::from_secret(&public)).unwrap();
-        assert_eq!(
-            keys.verify(&hs).unwrap_err(),
-            TokenError("algorithm does not match the signing key")
-        );
+        assert_eq!(keys.verify(&hs).unwrap_err(), TokenError("algorithm does not match the signing key"));
         // Signed by another key.
-        let other =
-            Keys::from_pems(&generate_pem(SigningAlgorithm::RS256).unwrap(), &[], ISS).unwrap();
-        assert_eq!(
-            keys.verify(&other.sign(&claims(60)).unwrap()).unwrap_err(),
-            TokenError("unknown signing key")
-        );
+        let other = Keys::from_pems(&generate_pem(SigningAlgorithm::RS256).unwrap(), &[], ISS).unwrap();
+        assert_eq!(keys.verify(&other.sign(&claims(60)).unwrap()).unwrap_err(), TokenError("unknown signing key"));
         // Tampered payload.
-        let tampered = format!(
-            "{}.{}.{}",
-            parts[0],
-            enc(serde_json::json!({"sub":"admin"})),
-            parts[2]
-        );
+        let tampered = format!("{}.{}.{}", parts[0], enc(serde_json::json!({"sub":"admin"})), parts[2]);
         assert!(keys.verify(&tampered).is_err());
         // Expired.
-        assert_eq!(
-            keys.verify(&keys.sign(&claims(-1)).unwrap()).unwrap_err(),
-            TokenError("token expired")
-        );
-        assert!(
-            keys.verify_ignoring_expiry(&keys.sign(&claims(-1)).unwrap())
-                .is_ok()
-        );
+        assert_eq!(keys.verify(&keys.sign(&claims(-1)).unwrap()).unwrap_err(), TokenError("token expired"));
+        assert!(keys.verify_ignoring_expiry(&keys.sign(&claims(-1)).unwrap()).is_ok());
         // Wrong typ.
         let mut idt = Header::new(Algorithm::RS256);
         idt.kid = Some(keys.current_kid().into());
         idt.typ = Some("JWT".into());
         let id_token = jsonwebtoken::encode(&idt, &claims(60), &keys.current.encoding).unwrap();
-        assert_eq!(
-            keys.verify(&id_token).unwrap_err(),
-            TokenError("not an access token (typ)")
-        );
+        assert_eq!(keys.verify(&id_token).unwrap_err(), TokenError("not an access token (typ)"));
         // Garbage.
         for junk in ["", "a.b.c", "....", "eyJhbGciOiJub25lIn0"] {
             assert!(keys.verify(junk).is_err());
@@ -527,21 +437,14 @@ mod tests {
 
     #[test]
     fn rotation_keeps_previous_key_valid() {
-        let dir = std::env::temp_dir().join(format!(
-            "mcp-authd-keys-{}",
-            crate::oauth::secret::random_token(6)
-        ));
+        let dir = std::env::temp_dir().join(format!("mcp-authd-keys-{}", crate::oauth::secret::random_token(6)));
         let mut config = Config::default();
         config.server.data_dir = dir.clone();
         config.server.issuer = ISS.into();
         config.tokens.algorithm = SigningAlgorithm::ES256;
         let first = Keys::load(&config).unwrap();
         let token = first.sign(&claims(60)).unwrap();
-        assert_eq!(
-            Keys::load(&config).unwrap().current_kid(),
-            first.current_kid(),
-            "stable across restarts"
-        );
+        assert_eq!(Keys::load(&config).unwrap().current_kid(), first.current_kid(), "stable across restarts");
         let new_kid = rotate(&config).unwrap();
         let second = Keys::load(&config).unwrap();
         assert_eq!(second.current_kid(), new_kid);

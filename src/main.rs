@@ -94,11 +94,8 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn init_logging(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json || std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {
@@ -135,24 +132,11 @@ async fn main() -> anyhow::Result<()> {
                 KeysCommand::Rotate => {
                     println!("new signing key: {}", mcp_authd::jwt::rotate(&config)?)
                 }
-                KeysCommand::Show => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&Keys::load(&config)?.jwks())?
-                ),
+                KeysCommand::Show => println!("{}", serde_json::to_string_pretty(&Keys::load(&config)?.jwks())?),
             }
             Ok(())
         }
-        Command::Token {
-            command:
-                TokenCommand::Mint {
-                    sub,
-                    aud,
-                    scope,
-                    ttl,
-                    client_id,
-                    name,
-                },
-        } => {
+        Command::Token { command: TokenCommand::Mint { sub, aud, scope, ttl, client_id, name } } => {
             let config = load(path.as_deref())?;
             init_logging(false);
             let keys = Keys::load(&config)?;
@@ -193,35 +177,20 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     let bind = config.server.bind.clone();
     let workers = match config.server.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
     let mut upstreams = Upstreams::from_config(&config, http_client()?);
     if demo {
-        let password =
-            std::env::var("MCP_AUTHD_DEMO_PASSWORD").unwrap_or_else(|_| random_token(12));
-        upstreams.local = upstreams.local.with_user(
-            "demo",
-            hash_password(&password)?,
-            Some("demo@example.com".into()),
-        );
-        println!(
-            "demo login: user \"demo\", password \"{password}\" (from MCP_AUTHD_DEMO_PASSWORD or generated)"
-        );
+        let password = std::env::var("MCP_AUTHD_DEMO_PASSWORD").unwrap_or_else(|_| random_token(12));
+        upstreams.local = upstreams.local.with_user("demo", hash_password(&password)?, Some("demo@example.com".into()));
+        println!("demo login: user \"demo\", password \"{password}\" (from MCP_AUTHD_DEMO_PASSWORD or generated)");
     }
     if upstreams.is_empty() {
-        tracing::warn!(
-            "no identity provider is configured ([github] or [[local.users]]): nobody can log in"
-        );
+        tracing::warn!("no identity provider is configured ([github] or [[local.users]]): nobody can log in");
     }
     let issuer = config.server.issuer.clone();
-    let state = web::Data::new(
-        AppState::new(config, upstreams)
-            .await
-            .context("starting mcp-authd")?,
-    );
+    let state = web::Data::new(AppState::new(config, upstreams).await.context("starting mcp-authd")?);
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()

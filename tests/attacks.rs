@@ -14,11 +14,7 @@ use serde_json::{Value, json};
 /// Logs alice in for `client` and returns (code, verifier).
 async fn code_for(s: &Server, client: &Registered) -> (String, String) {
     let p = pkce();
-    let back = login_alice(
-        s,
-        &authorize_url(s, &client.id, REDIRECT, &p.challenge, RESOURCE),
-    )
-    .await;
+    let back = login_alice(s, &authorize_url(s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
     (param(&back, "code").expect("code"), p.verifier)
 }
 
@@ -35,12 +31,7 @@ fn code_form<'a>(code: &'a str, verifier: &'a str, client_id: &'a str) -> Vec<(&
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"], want, "{body}");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
 }
 
 #[tokio::test]
@@ -55,11 +46,9 @@ async fn codes_are_bound_to_their_client_single_use_and_pkce_checked() {
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 
     // Wrong verifier, missing verifier, wrong redirect_uri.
-    for (bad_verifier, redirect) in [
-        (Some("x".repeat(43)), REDIRECT),
-        (None, REDIRECT),
-        (Some(String::new()), "http://127.0.0.1:33418/other"),
-    ] {
+    for (bad_verifier, redirect) in
+        [(Some("x".repeat(43)), REDIRECT), (None, REDIRECT), (Some(String::new()), "http://127.0.0.1:33418/other")]
+    {
         let (code, verifier) = code_for(&s, &a).await;
         let v = bad_verifier.map(|v| if v.is_empty() { verifier.clone() } else { v });
         let mut form = vec![
@@ -80,10 +69,7 @@ async fn codes_are_bound_to_their_client_single_use_and_pkce_checked() {
     let (st, first) = post_form(&s, "/token", &code_form(&code, &verifier, &a.id), None).await;
     assert_eq!(st, StatusCode::OK);
     let access = first["access_token"].as_str().unwrap();
-    assert_eq!(
-        verify(&s, Some(access), RESOURCE).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(verify(&s, Some(access), RESOURCE).await.status(), StatusCode::OK);
     let (st, body) = post_form(&s, "/token", &code_form(&code, &verifier, &a.id), None).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(
@@ -91,17 +77,7 @@ async fn codes_are_bound_to_their_client_single_use_and_pkce_checked() {
         StatusCode::UNAUTHORIZED,
         "tokens from a replayed code are revoked"
     );
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first["refresh_token"].as_str().unwrap()),
-            ("client_id", &a.id),
-        ],
-        None,
-    )
-    .await;
+    let (st, body) = refresh(&s, &a.id, first["refresh_token"].as_str().unwrap()).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 
     // A code from another resource is not redeemable for this one (RFC 8707).
@@ -124,11 +100,7 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
     let http = http();
 
     // A repeated parameter (RFC 6749 §3.1) makes the whole request untrustworthy: a page.
-    let repeated = format!(
-        "{}&client_id={}",
-        authorize_url(&s, &c.id, REDIRECT, &p.challenge, RESOURCE),
-        c.id
-    );
+    let repeated = format!("{}&client_id={}", authorize_url(&s, &c.id, REDIRECT, &p.challenge, RESOURCE), c.id);
     let res = http.get(repeated).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().get("location").is_none());
@@ -146,39 +118,19 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
         "http://127.0.0.1:33418/callback#x",
         "javascript:alert(1)//http://127.0.0.1:33418/callback",
     ] {
-        let res = http
-            .get(authorize_url(&s, &c.id, bad, &p.challenge, RESOURCE))
-            .send()
-            .await
-            .unwrap();
+        let res = http.get(authorize_url(&s, &c.id, bad, &p.challenge, RESOURCE)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
-        assert!(
-            res.headers().get("location").is_none(),
-            "{bad} must not redirect"
-        );
-        assert!(
-            res.text().await.unwrap().contains("not registered"),
-            "{bad}"
-        );
+        assert!(res.headers().get("location").is_none(), "{bad} must not redirect");
+        assert!(res.text().await.unwrap().contains("not registered"), "{bad}");
     }
     // Unknown client: page, no redirect.
-    let res = http
-        .get(authorize_url(&s, "nope", REDIRECT, &p.challenge, RESOURCE))
-        .send()
-        .await
-        .unwrap();
+    let res = http.get(authorize_url(&s, "nope", REDIRECT, &p.challenge, RESOURCE)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().get("location").is_none());
 
     // A loopback redirect on another port is the same registration (RFC 8252 §7.3).
     let res = http
-        .get(authorize_url(
-            &s,
-            &c.id,
-            "http://127.0.0.1:5555/callback",
-            &p.challenge,
-            RESOURCE,
-        ))
+        .get(authorize_url(&s, &c.id, "http://127.0.0.1:5555/callback", &p.challenge, RESOURCE))
         .send()
         .await
         .unwrap();
@@ -198,10 +150,7 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
         u.to_string()
     };
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (
-            vec![("response_type", "code"), ("resource", RESOURCE)],
-            "invalid_request",
-        ), // no PKCE
+        (vec![("response_type", "code"), ("resource", RESOURCE)], "invalid_request"), // no PKCE
         (
             vec![
                 ("response_type", "code"),
@@ -211,14 +160,7 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
             ],
             "invalid_request",
         ),
-        (
-            vec![
-                ("response_type", "code"),
-                ("code_challenge", &p.challenge),
-                ("resource", RESOURCE),
-            ],
-            "invalid_request",
-        ), // method omitted = plain
+        (vec![("response_type", "code"), ("code_challenge", &p.challenge), ("resource", RESOURCE)], "invalid_request"), // method omitted = plain
         (
             vec![
                 ("response_type", "token"),
@@ -238,11 +180,7 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
             "invalid_target",
         ),
         (
-            vec![
-                ("response_type", "code"),
-                ("code_challenge", &p.challenge),
-                ("code_challenge_method", "S256"),
-            ],
+            vec![("response_type", "code"), ("code_challenge", &p.challenge), ("code_challenge_method", "S256")],
             "invalid_target",
         ), // two resources configured, none named
         (
@@ -261,11 +199,7 @@ async fn authorization_requests_that_must_not_redirect_or_must_fail() {
         assert_eq!(res.status(), StatusCode::FOUND, "{extra:?}");
         let loc = location(&res);
         assert!(loc.starts_with(REDIRECT), "{loc}");
-        assert_eq!(
-            param(&loc, "error").as_deref(),
-            Some(want),
-            "{extra:?}: {loc}"
-        );
+        assert_eq!(param(&loc, "error").as_deref(), Some(want), "{extra:?}: {loc}");
         assert_eq!(param(&loc, "state").as_deref(), Some("s1"));
         assert_eq!(param(&loc, "iss").as_deref(), Some(s.base.as_str()));
     }
@@ -276,79 +210,31 @@ async fn registration_refuses_bad_metadata_and_hides_clients() {
     let s = Server::start();
     let http = http();
     for (body, want) in [
-        (
-            json!({"redirect_uris": ["javascript:alert(1)"]}),
-            "invalid_redirect_uri",
-        ),
-        (
-            json!({"redirect_uris": ["data:text/html,<script>alert(1)</script>"]}),
-            "invalid_redirect_uri",
-        ),
-        (
-            json!({"redirect_uris": ["http://app.example.com/cb"]}),
-            "invalid_redirect_uri",
-        ),
-        (
-            json!({"redirect_uris": ["https://app.example.com/cb#frag"]}),
-            "invalid_redirect_uri",
-        ),
-        (
-            json!({"redirect_uris": "https://app.example.com/cb"}),
-            "invalid_client_metadata",
-        ),
-        (
-            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}),
-            "invalid_client_metadata",
-        ),
-        (
-            json!({"redirect_uris": ["https://a.example/cb"], "client_name": "x".repeat(500)}),
-            "invalid_client_metadata",
-        ),
+        (json!({"redirect_uris": ["javascript:alert(1)"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": ["data:text/html,<script>alert(1)</script>"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": ["http://app.example.com/cb"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": ["https://app.example.com/cb#frag"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": "https://app.example.com/cb"}), "invalid_client_metadata"),
+        (json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}), "invalid_client_metadata"),
+        (json!({"redirect_uris": ["https://a.example/cb"], "client_name": "x".repeat(500)}), "invalid_client_metadata"),
         (
             json!({"redirect_uris": (0..50).map(|i| format!("https://a.example/{i}")).collect::<Vec<_>>()}),
             "invalid_redirect_uri",
         ),
     ] {
-        let res = http
-            .post(s.url("/register"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = http.post(s.url("/register")).json(&body).send().await.unwrap();
         let status = res.status();
         let b: Value = res.json().await.unwrap();
         assert_error(status, &b, StatusCode::BAD_REQUEST, want);
     }
-    for raw in [
-        "{",
-        "[]",
-        "null",
-        "\"x\"",
-        "{\"redirect_uris\": [1, 2]}",
-        "\u{0}\u{1}",
-    ] {
-        let res = http
-            .post(s.url("/register"))
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
+    for raw in ["{", "[]", "null", "\"x\"", "{\"redirect_uris\": [1, 2]}", "\u{0}\u{1}"] {
+        let res = http.post(s.url("/register")).body(raw).send().await.unwrap();
         let status = res.status();
         let b: Value = res.json().await.unwrap();
-        assert_error(
-            status,
-            &b,
-            StatusCode::BAD_REQUEST,
-            "invalid_client_metadata",
-        );
+        assert_error(status, &b, StatusCode::BAD_REQUEST, "invalid_client_metadata");
     }
     let huge = format!("{{\"client_name\": \"{}\"}}", "a".repeat(200_000));
-    let res = http
-        .post(s.url("/register"))
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let res = http.post(s.url("/register")).body(huge).send().await.unwrap();
     let status = res.status();
     let b: Value = res.json().await.unwrap();
     assert_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
@@ -383,43 +269,13 @@ async fn registration_refuses_bad_metadata_and_hides_clients() {
     let del = |token: String| {
         let http = http.clone();
         let url = s.url(&format!("/register/{}", c.id));
-        async move {
-            http.delete(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { http.delete(url).bearer_auth(token).send().await.unwrap().status() }
     };
     assert_eq!(del("wrong".into()).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        del(c.registration_token.clone()).await,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        read(c.id.clone(), Some(c.registration_token.clone()))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        verify(&s, tokens["access_token"].as_str(), RESOURCE)
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", &c.id),
-        ],
-        None,
-    )
-    .await;
+    assert_eq!(del(c.registration_token.clone()).await, StatusCode::NO_CONTENT);
+    assert_eq!(read(c.id.clone(), Some(c.registration_token.clone())).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&s, tokens["access_token"].as_str(), RESOURCE).await.status(), StatusCode::UNAUTHORIZED);
+    let (st, body) = refresh(&s, &c.id, tokens["refresh_token"].as_str().unwrap()).await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
@@ -431,17 +287,9 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
     let secret = conf.secret.clone().unwrap();
 
     // Confidential client without or with a wrong secret.
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("client_id", &conf.id),
-        ],
-        None,
-    )
-    .await;
+    let (st, body) =
+        post_form(&s, "/token", &[("grant_type", "authorization_code"), ("code", "x"), ("client_id", &conf.id)], None)
+            .await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
     let res = http()
         .post(s.url("/token"))
@@ -451,45 +299,26 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic")
-    );
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (st, body) = post_form(
         &s,
         "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("client_id", &conf.id),
-            ("client_secret", "wrong"),
-        ],
+        &[("grant_type", "authorization_code"), ("code", "x"), ("client_id", &conf.id), ("client_secret", "wrong")],
         None,
     )
     .await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
     // Unknown client, no client at all, a secret for a public client, two methods at once.
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[("grant_type", "authorization_code"), ("client_id", "ghost")],
-        None,
-    )
-    .await;
+    let (st, body) =
+        post_form(&s, "/token", &[("grant_type", "authorization_code"), ("client_id", "ghost")], None).await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
     let (st, body) = post_form(&s, "/token", &[("grant_type", "authorization_code")], None).await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
     let (st, body) = post_form(
         &s,
         "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &public.id),
-            ("client_secret", "x"),
-        ],
+        &[("grant_type", "authorization_code"), ("client_id", &public.id), ("client_secret", "x")],
         None,
     )
     .await;
@@ -497,10 +326,7 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
     let (st, body) = post_form(
         &s,
         "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_secret", &secret),
-        ],
+        &[("grant_type", "authorization_code"), ("client_secret", &secret)],
         Some((&conf.id, &secret)),
     )
     .await;
@@ -512,13 +338,7 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
         ("client_credentials", "unsupported_grant_type"),
         ("urn:x", "unsupported_grant_type"),
     ] {
-        let (st, body) = post_form(
-            &s,
-            "/token",
-            &[("grant_type", g), ("client_id", &public.id)],
-            None,
-        )
-        .await;
+        let (st, body) = post_form(&s, "/token", &[("grant_type", g), ("client_id", &public.id)], None).await;
         assert_error(st, &body, StatusCode::BAD_REQUEST, want);
     }
     let (st, body) = post_form(&s, "/token", &[("client_id", &public.id)], None).await;
@@ -527,33 +347,15 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
     let (st, body) = post_form(
         &s,
         "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("grant_type", "authorization_code"),
-            ("client_id", &public.id),
-        ],
+        &[("grant_type", "refresh_token"), ("grant_type", "authorization_code"), ("client_id", &public.id)],
         None,
     )
     .await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
-    let res = http()
-        .post(s.url("/token"))
-        .json(&json!({"grant_type": "authorization_code"}))
-        .send()
-        .await
-        .unwrap();
+    let res = http().post(s.url("/token")).json(&json!({"grant_type": "authorization_code"})).send().await.unwrap();
     let st = res.status();
-    assert_error(
-        st,
-        &res.json().await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    );
-    let big = format!(
-        "grant_type=authorization_code&client_id={}&x={}",
-        public.id,
-        "a".repeat(100_000)
-    );
+    assert_error(st, &res.json().await.unwrap(), StatusCode::BAD_REQUEST, "invalid_request");
+    let big = format!("grant_type=authorization_code&client_id={}&x={}", public.id, "a".repeat(100_000));
     let res = http()
         .post(s.url("/token"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -562,12 +364,7 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
         .await
         .unwrap();
     let st = res.status();
-    assert_error(
-        st,
-        &res.json().await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    );
+    assert_error(st, &res.json().await.unwrap(), StatusCode::BAD_REQUEST, "invalid_request");
     let res = http()
         .post(s.url("/token"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -575,65 +372,23 @@ async fn token_endpoint_client_authentication_and_malformed_requests() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::UNAUTHORIZED,
-        "garbage form: no client"
-    );
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "garbage form: no client");
 
     // A refresh token used by another client fails and ends that login.
     let tokens = tokens_for(&s, &public, RESOURCE).await;
     let other = register_public(&s).await;
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", &other.id),
-        ],
-        None,
-    )
-    .await;
+    let (st, body) = refresh(&s, &other.id, tokens["refresh_token"].as_str().unwrap()).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_grant");
-    assert_eq!(
-        verify(&s, tokens["access_token"].as_str(), RESOURCE)
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(verify(&s, tokens["access_token"].as_str(), RESOURCE).await.status(), StatusCode::UNAUTHORIZED);
     // Revoking another client's token is refused; introspection needs a confidential client.
     let t2 = tokens_for(&s, &public, RESOURCE).await;
-    let (st, body) = post_form(
-        &s,
-        "/revoke",
-        &[
-            ("token", t2["access_token"].as_str().unwrap()),
-            ("client_id", &other.id),
-        ],
-        None,
-    )
-    .await;
+    let (st, body) =
+        post_form(&s, "/revoke", &[("token", t2["access_token"].as_str().unwrap()), ("client_id", &other.id)], None)
+            .await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "unauthorized_client");
-    let (st, _) = post_form(
-        &s,
-        "/revoke",
-        &[("token", "not-a-token"), ("client_id", &other.id)],
-        None,
-    )
-    .await;
-    assert_eq!(
-        st,
-        StatusCode::OK,
-        "RFC 7009 §2.2: unknown tokens are not an error"
-    );
-    let (st, body) = post_form(
-        &s,
-        "/introspect",
-        &[("token", "x"), ("client_id", &public.id)],
-        None,
-    )
-    .await;
+    let (st, _) = post_form(&s, "/revoke", &[("token", "not-a-token"), ("client_id", &other.id)], None).await;
+    assert_eq!(st, StatusCode::OK, "RFC 7009 §2.2: unknown tokens are not an error");
+    let (st, body) = post_form(&s, "/introspect", &[("token", "x"), ("client_id", &public.id)], None).await;
     assert_error(st, &body, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
@@ -643,10 +398,7 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
     let c = register_public(&s).await;
     let tokens = tokens_for(&s, &c, RESOURCE).await;
     let good = tokens["access_token"].as_str().unwrap();
-    assert_eq!(
-        verify(&s, Some(good), RESOURCE).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(verify(&s, Some(good), RESOURCE).await.status(), StatusCode::OK);
 
     // No token: 401 with the RFC 9728 challenge and no error code.
     let res = verify(&s, None, RESOURCE).await;
@@ -659,12 +411,7 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
     // A token for resource A presented for resource B.
     let res = verify(&s, Some(good), OTHER_RESOURCE).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\"")
-    );
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
 
     // Expired, unknown key, alg none, HS256 keyed with the public key, tampered, garbage.
     let expired = s.mint(&["--sub", "x", "--aud", RESOURCE, "--ttl=-5"]);
@@ -674,30 +421,14 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
     let parts: Vec<&str> = good.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let none = format!(
-        "{}.{}.",
-        enc(&json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]})),
-        parts[1]
-    );
-    let jwks: Value = http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none = format!("{}.{}.", enc(&json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]})), parts[1]);
+    let jwks: Value = http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
     let public_key = serde_json::to_vec(&jwks["keys"][0]).unwrap();
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.typ = Some("at+jwt".into());
     hs.kid = header["kid"].as_str().map(str::to_owned);
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-    let hs256 = jsonwebtoken::encode(
-        &hs,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&public_key),
-    )
-    .unwrap();
+    let hs256 = jsonwebtoken::encode(&hs, &claims, &jsonwebtoken::EncodingKey::from_secret(&public_key)).unwrap();
     let mut forged_claims = claims.clone();
     forged_claims["sub"] = json!("admin");
     let tampered = format!("{}.{}.{}", parts[0], enc(&forged_claims), parts[2]);
@@ -723,14 +454,8 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
     let no_scope = s.mint(&["--sub", "x", "--aud", OTHER_RESOURCE, "--scope", "other"]);
     let res = verify(&s, Some(&no_scope), OTHER_RESOURCE).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let challenge = res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp\""),
-        "{challenge}"
-    );
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp\""), "{challenge}");
 
     // A URL no resource covers.
     let res = http()
@@ -749,10 +474,7 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
 async fn forwarded_headers_from_untrusted_peers_are_ignored() {
     let s = Server::start_with(Options {
         toml: "".into(),
-        env: vec![(
-            "MCP_AUTHD__SERVER__TRUSTED_PROXIES".into(),
-            "10.0.0.0/8".into(),
-        )],
+        env: vec![("MCP_AUTHD__SERVER__TRUSTED_PROXIES".into(), "10.0.0.0/8".into())],
         ..Options::default()
     });
     let c = register_public(&s).await;
@@ -760,11 +482,7 @@ async fn forwarded_headers_from_untrusted_peers_are_ignored() {
     // The token is good for mcp.example.com, but the claim that the request is for it comes
     // from an address that is not a trusted proxy.
     let res = verify(&s, tokens["access_token"].as_str(), RESOURCE).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::FORBIDDEN,
-        "judged as a request for 127.0.0.1, which is no resource"
-    );
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "judged as a request for 127.0.0.1, which is no resource");
 }
 
 #[tokio::test]
@@ -781,24 +499,10 @@ async fn reflected_input_is_escaped() {
     .await;
     let p = pkce();
     let http = http();
-    let res = http
-        .get(authorize_url(&s, &c.id, REDIRECT, &p.challenge, RESOURCE))
-        .send()
-        .await
-        .unwrap();
+    let res = http.get(authorize_url(&s, &c.id, REDIRECT, &p.challenge, RESOURCE)).send().await.unwrap();
     let cookie = cookie_of(&res);
-    let page = http
-        .get(location(&res))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        page.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'none'")
-    );
+    let page = http.get(location(&res)).header("cookie", cookie).send().await.unwrap();
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
     assert!(!html.contains("<script>"));
@@ -811,45 +515,22 @@ async fn reflected_input_is_escaped() {
         .append_pair("response_type", "code")
         .append_pair("state", "a\r\nSet-Cookie: x=y<script>");
     let res = http.get(u.as_str()).send().await.unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::FOUND,
-        "no PKCE: invalid_request sent back"
-    );
+    assert_eq!(res.status(), StatusCode::FOUND, "no PKCE: invalid_request sent back");
     assert!(res.headers().get("set-cookie").is_none());
     let loc = location(&res);
-    assert!(
-        !loc.contains('\r') && !loc.contains('\n') && !loc.contains('<'),
-        "{loc}"
-    );
-    assert_eq!(
-        param(&loc, "state").as_deref(),
-        Some("a\r\nSet-Cookie: x=y<script>"),
-        "state round-trips intact"
-    );
+    assert!(!loc.contains('\r') && !loc.contains('\n') && !loc.contains('<'), "{loc}");
+    assert_eq!(param(&loc, "state").as_deref(), Some("a\r\nSet-Cookie: x=y<script>"), "state round-trips intact");
 }
 
 #[tokio::test]
 async fn wrong_methods_unknown_paths_and_malformed_queries() {
     let s = Server::start();
     let http = http();
-    for (method, path) in [
-        ("GET", "/token"),
-        ("GET", "/register"),
-        ("POST", "/jwks"),
-        ("DELETE", "/authorize"),
-        ("PATCH", "/revoke"),
-    ] {
-        let res = http
-            .request(method.parse().unwrap(), s.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {path}"
-        );
+    for (method, path) in
+        [("GET", "/token"), ("GET", "/register"), ("POST", "/jwks"), ("DELETE", "/authorize"), ("PATCH", "/revoke")]
+    {
+        let res = http.request(method.parse().unwrap(), s.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"], "invalid_request", "{method} {path}");
     }
@@ -866,17 +547,8 @@ async fn wrong_methods_unknown_paths_and_malformed_queries() {
     ] {
         let res = http.get(s.url(path)).send().await.unwrap();
         let status = res.status();
-        assert!(
-            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
-            "{path}: {status}"
-        );
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html"),
-            "{path}"
-        );
+        assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path}: {status}");
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
     }
     // CORS preflight for browser-based MCP clients on the token endpoint.
     let res = http
@@ -888,8 +560,5 @@ async fn wrong_methods_unknown_paths_and_malformed_queries() {
         .await
         .unwrap();
     assert!(res.status().is_success());
-    assert_eq!(
-        res.headers()["access-control-allow-origin"],
-        "http://localhost:6274"
-    );
+    assert_eq!(res.headers()["access-control-allow-origin"], "http://localhost:6274");
 }

@@ -15,13 +15,8 @@ fn check_config_reports_every_problem_with_its_setting() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[server]\nissuer = \"http://auth.example.com\"\nbind = \"nowhere\"\n[tokens]\ncode_ttl = 0\n[[local.users]]\nusername = \"bob\"\npassword_hash = \"plaintext\"\n").unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .env("MCP_AUTHD__STORE__TYPE", "redis")
-        .output()
-        .unwrap();
+    let out =
+        bin().arg("--config").arg(&file).arg("check-config").env("MCP_AUTHD__STORE__TYPE", "redis").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     for needle in [
@@ -36,58 +31,27 @@ fn check_config_reports_every_problem_with_its_setting() {
     }
     // Unknown keys are typos, not silently ignored.
     std::fs::write(&file, "[server]\nisuer = \"x\"\n").unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("isuer"));
     // The defaults are valid.
-    let out = bin()
-        .current_dir(dir.path())
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().current_dir(dir.path()).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn hash_password_output_verifies() {
-    let mut child = bin()
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret pass\n")
-        .unwrap();
+    let mut child =
+        bin().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret pass\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     use argon2::{PasswordHash, PasswordVerifier};
     let parsed = PasswordHash::new(&hash).unwrap();
-    assert!(
-        argon2::Argon2::default()
-            .verify_password(b"s3cret pass", &parsed)
-            .is_ok()
-    );
-    assert!(
-        argon2::Argon2::default()
-            .verify_password(b"s3cret pass\n", &parsed)
-            .is_err()
-    );
+    assert!(argon2::Argon2::default().verify_password(b"s3cret pass", &parsed).is_ok());
+    assert!(argon2::Argon2::default().verify_password(b"s3cret pass\n", &parsed).is_err());
 }
 
 #[test]
@@ -95,28 +59,15 @@ fn keys_rotate_keeps_the_previous_key_published() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = bin().current_dir(dir.path()).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let first: serde_json::Value = serde_json::from_str(&run(&["keys", "show"])).unwrap();
     assert_eq!(first["keys"].as_array().unwrap().len(), 1);
     let rotated = run(&["keys", "rotate"]);
     let second: serde_json::Value = serde_json::from_str(&run(&["keys", "show"])).unwrap();
-    let kids: Vec<&str> = second["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
+    let kids: Vec<&str> = second["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids.len(), 2);
     assert!(rotated.contains(kids[0]), "the new key is current");
-    assert_eq!(
-        kids[1],
-        first["keys"][0]["kid"].as_str().unwrap(),
-        "the old key is still published"
-    );
+    assert_eq!(kids[1], first["keys"][0]["kid"].as_str().unwrap(), "the old key is still published");
 }

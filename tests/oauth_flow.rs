@@ -19,19 +19,11 @@ enum Login {
 }
 
 fn redis_toml(redis: &RedisServer) -> String {
-    format!(
-        "[store]\ntype = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"flow:\"\n",
-        redis.url
-    )
+    format!("[store]\ntype = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"flow:\"\n", redis.url)
 }
 
 fn octocat() -> GhUser {
-    GhUser {
-        id: 583231,
-        login: "octocat".into(),
-        email: None,
-        orgs: vec!["acme".into()],
-    }
+    GhUser { id: 583231, login: "octocat".into(), email: None, orgs: vec!["acme".into()] }
 }
 
 async fn login_with(s: &Server, login: Login, authorize: &str) -> String {
@@ -54,11 +46,7 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     let back = login_with(s, login, &authorize).await;
     assert!(back.starts_with(REDIRECT), "{back}");
     assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
-    assert_eq!(
-        param(&back, "iss").as_deref(),
-        Some(s.base.as_str()),
-        "RFC 9207 iss"
-    );
+    assert_eq!(param(&back, "iss").as_deref(), Some(s.base.as_str()), "RFC 9207 iss");
     let code = param(&back, "code").expect("code");
     secrets.push(code.clone());
 
@@ -82,8 +70,8 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     assert_eq!(tokens["expires_in"], 3600);
     assert_eq!(tokens["scope"], "mcp");
     let access = tokens["access_token"].as_str().unwrap().to_owned();
-    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    secrets.extend([access.clone(), refresh.clone()]);
+    let refresh1 = tokens["refresh_token"].as_str().unwrap().to_owned();
+    secrets.extend([access.clone(), refresh1.clone()]);
 
     // /verify lets it through with the identity.
     let res = verify(s, Some(&access), RESOURCE).await;
@@ -98,19 +86,12 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
         Login::Github => {
             assert_eq!(h("x-user-id").as_deref(), Some("583231"));
             assert_eq!(h("x-user-name").as_deref(), Some("octocat"));
-            assert_eq!(
-                h("x-user-email").as_deref(),
-                Some("octocat@users.example.com"),
-                "primary verified e-mail"
-            );
+            assert_eq!(h("x-user-email").as_deref(), Some("octocat@users.example.com"), "primary verified e-mail");
         }
     }
     assert_eq!(h("x-client-id").as_deref(), Some(client.id.as_str()));
     assert_eq!(h("x-scope").as_deref(), Some("mcp"));
-    assert!(
-        res.headers().get("authorization").is_none(),
-        "the token is not forwarded by default"
-    );
+    assert!(res.headers().get("authorization").is_none(), "the token is not forwarded by default");
 
     // Refresh: a new pair; the new access token works.
     let (status, rotated) = post_form(
@@ -118,7 +99,7 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
         "/token",
         &[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
+            ("refresh_token", &refresh1),
             ("client_id", &client.id),
             ("resource", RESOURCE),
         ],
@@ -129,64 +110,25 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     let access2 = rotated["access_token"].as_str().unwrap().to_owned();
     let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
     secrets.extend([access2.clone(), refresh2.clone()]);
-    assert_ne!(refresh2, refresh, "refresh tokens rotate");
-    assert_eq!(
-        verify(s, Some(&access2), RESOURCE).await.status(),
-        StatusCode::OK
-    );
+    assert_ne!(refresh2, refresh1, "refresh tokens rotate");
+    assert_eq!(verify(s, Some(&access2), RESOURCE).await.status(), StatusCode::OK);
 
     // The old refresh token again: reuse. It fails and the whole family goes.
-    let (status, body) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client.id),
-        ],
-        None,
-    )
-    .await;
+    let (status, body) = refresh(s, &client.id, &refresh1).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");
-    let (status, body) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh2),
-            ("client_id", &client.id),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
-        "family revoked"
-    );
+    let (status, body) = refresh(s, &client.id, &refresh2).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "family revoked");
     for t in [&access, &access2] {
         let res = verify(s, Some(t), RESOURCE).await;
-        assert_eq!(
-            res.status(),
-            StatusCode::UNAUTHORIZED,
-            "family's access tokens revoked"
-        );
-        let challenge = res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "family's access tokens revoked");
+        let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
         assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     }
 
     // A second login, then RFC 7009 revocation of its access token.
     let p = pkce();
-    let back = login_with(
-        s,
-        login,
-        &authorize_url(s, &client.id, REDIRECT, &p.challenge, RESOURCE),
-    )
-    .await;
+    let back = login_with(s, login, &authorize_url(s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
     let code = param(&back, "code").expect("code");
     let (status, fresh) = post_form(
         s,
@@ -204,50 +146,24 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     assert_eq!(status, StatusCode::OK, "{fresh}");
     let access3 = fresh["access_token"].as_str().unwrap().to_owned();
     secrets.push(access3.clone());
-    assert_eq!(
-        verify(s, Some(&access3), RESOURCE).await.status(),
-        StatusCode::OK
-    );
-    let (status, _) = post_form(
-        s,
-        "/revoke",
-        &[("token", &access3), ("client_id", &client.id)],
-        None,
-    )
-    .await;
+    assert_eq!(verify(s, Some(&access3), RESOURCE).await.status(), StatusCode::OK);
+    let (status, _) = post_form(s, "/revoke", &[("token", &access3), ("client_id", &client.id)], None).await;
     assert_eq!(status, StatusCode::OK);
     let res = verify(s, Some(&access3), RESOURCE).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(
-        body,
-        serde_json::json!({"error": "invalid_token", "error_description": "token revoked"})
-    );
+    assert_eq!(body, serde_json::json!({"error": "invalid_token", "error_description": "token revoked"}));
     // Revoking its refresh token ends the rest of that login too.
     let refresh3 = fresh["refresh_token"].as_str().unwrap().to_owned();
     let (status, _) = post_form(
         s,
         "/revoke",
-        &[
-            ("token", &refresh3),
-            ("token_type_hint", "refresh_token"),
-            ("client_id", &client.id),
-        ],
+        &[("token", &refresh3), ("token_type_hint", "refresh_token"), ("client_id", &client.id)],
         None,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh3),
-            ("client_id", &client.id),
-        ],
-        None,
-    )
-    .await;
+    let (status, _) = refresh(s, &client.id, &refresh3).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     secrets
 }
@@ -257,11 +173,7 @@ fn assert_no_secrets_logged(s: &Server, secrets: &[String]) {
     let logs = s.logs();
     assert!(logs.len() > 1000, "trace logging produced output");
     for secret in secrets {
-        assert!(
-            !logs.contains(secret.as_str()),
-            "a secret appears in the log: {}…",
-            &secret[..6.min(secret.len())]
-        );
+        assert!(!logs.contains(secret.as_str()), "a secret appears in the log: {}…", &secret[..6.min(secret.len())]);
     }
 }
 
@@ -289,10 +201,7 @@ async fn github_flow_embedded_store() {
 #[tokio::test]
 async fn local_user_flow_redis_store() {
     let redis = RedisServer::start();
-    let s = Server::start_with(Options {
-        toml: redis_toml(&redis),
-        ..Options::default()
-    });
+    let s = Server::start_with(Options { toml: redis_toml(&redis), ..Options::default() });
     let secrets = full_flow(&s, Login::Local).await;
     assert_no_secrets_logged(&s, &secrets);
 }
@@ -302,11 +211,7 @@ async fn github_flow_redis_store() {
     let redis = RedisServer::start();
     let gh = GithubStandIn::start(octocat());
     let s = Server::start_with(Options {
-        toml: format!(
-            "{}{}",
-            redis_toml(&redis),
-            gh.config("allowed_users = [\"OctoCat\"]")
-        ),
+        toml: format!("{}{}", redis_toml(&redis), gh.config("allowed_users = [\"OctoCat\"]")),
         no_local_users: true,
         ..Options::default()
     });
@@ -329,46 +234,19 @@ async fn github_users_outside_the_allow_lists_are_refused() {
     });
     let client = register_public(&s).await;
     let p = pkce();
-    let back = login_github(
-        &s,
-        &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE),
-    )
-    .await;
+    let back = login_github(&s, &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
     assert!(param(&back, "code").is_none());
     // By numeric id, case-insensitively by login, or by organisation: allowed.
     for user in [
-        GhUser {
-            id: 42,
-            login: "someone".into(),
-            email: None,
-            orgs: vec![],
-        },
-        GhUser {
-            id: 7,
-            login: "OCTOCAT".into(),
-            email: None,
-            orgs: vec![],
-        },
-        GhUser {
-            id: 8,
-            login: "member".into(),
-            email: None,
-            orgs: vec!["Acme".into()],
-        },
+        GhUser { id: 42, login: "someone".into(), email: None, orgs: vec![] },
+        GhUser { id: 7, login: "OCTOCAT".into(), email: None, orgs: vec![] },
+        GhUser { id: 8, login: "member".into(), email: None, orgs: vec!["Acme".into()] },
     ] {
         gh.sign_in(user.clone());
-        let back = login_github(
-            &s,
-            &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE),
-        )
-        .await;
-        assert!(
-            param(&back, "code").is_some(),
-            "{} should be allowed: {back}",
-            user.login
-        );
+        let back = login_github(&s, &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
+        assert!(param(&back, "code").is_some(), "{} should be allowed: {back}", user.login);
     }
 }
 
@@ -378,45 +256,22 @@ async fn wrong_password_shows_the_form_again_and_issues_nothing() {
     let client = register_public(&s).await;
     let p = pkce();
     let http = http();
-    let res = http
-        .get(authorize_url(
-            &s,
-            &client.id,
-            REDIRECT,
-            &p.challenge,
-            RESOURCE,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = http.get(authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).send().await.unwrap();
     let cookie = cookie_of(&res);
     let session = param(&location(&res), "session").unwrap();
     let res = http
         .post(s.url("/login"))
         .header("cookie", &cookie)
-        .form(&[
-            ("session", session.as_str()),
-            ("username", "alice"),
-            ("password", "nope"),
-        ])
+        .form(&[("session", session.as_str()), ("username", "alice"), ("password", "nope")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        res.text()
-            .await
-            .unwrap()
-            .contains("Wrong username or password.")
-    );
+    assert!(res.text().await.unwrap().contains("Wrong username or password."));
     // Without the browser cookie (a cross-site POST): refused even with the right password.
     let res = http
         .post(s.url("/login"))
-        .form(&[
-            ("session", session.as_str()),
-            ("username", "alice"),
-            ("password", ALICE_PASSWORD),
-        ])
+        .form(&[("session", session.as_str()), ("username", "alice"), ("password", ALICE_PASSWORD)])
         .send()
         .await
         .unwrap();
@@ -426,11 +281,7 @@ async fn wrong_password_shows_the_form_again_and_issues_nothing() {
     let res = http
         .post(s.url("/login"))
         .header("cookie", &cookie)
-        .form(&[
-            ("session", session.as_str()),
-            ("username", "alice"),
-            ("password", ALICE_PASSWORD),
-        ])
+        .form(&[("session", session.as_str()), ("username", "alice"), ("password", ALICE_PASSWORD)])
         .send()
         .await
         .unwrap();
@@ -442,24 +293,12 @@ async fn wrong_password_shows_the_form_again_and_issues_nothing() {
 async fn confidential_client_with_basic_and_post_authentication() {
     let s = Server::start();
     let client = register_confidential(&s).await;
-    let secret = client
-        .secret
-        .clone()
-        .expect("confidential clients get a secret");
+    let secret = client.secret.clone().expect("confidential clients get a secret");
     assert_eq!(client.body["client_secret_expires_at"], 0);
     for basic in [true, false] {
         let p = pkce();
-        let back = login_alice(
-            &s,
-            &authorize_url(
-                &s,
-                &client.id,
-                "https://app.example.com/cb",
-                &p.challenge,
-                RESOURCE,
-            ),
-        )
-        .await;
+        let back =
+            login_alice(&s, &authorize_url(&s, &client.id, "https://app.example.com/cb", &p.challenge, RESOURCE)).await;
         let code = param(&back, "code").unwrap();
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -469,10 +308,7 @@ async fn confidential_client_with_basic_and_post_authentication() {
         ];
         let basic_creds = basic.then_some((client.id.as_str(), secret.as_str()));
         if !basic {
-            form.extend([
-                ("client_id", client.id.as_str()),
-                ("client_secret", secret.as_str()),
-            ]);
+            form.extend([("client_id", client.id.as_str()), ("client_secret", secret.as_str())]);
         }
         let (status, body) = post_form(&s, "/token", &form, basic_creds).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -489,13 +325,7 @@ async fn confidential_client_with_basic_and_post_authentication() {
         assert_eq!(info["sub"], "local:alice");
         assert_eq!(info["aud"], RESOURCE);
         assert_eq!(info["client_id"], client.id.as_str());
-        let (_, info) = post_form(
-            &s,
-            "/introspect",
-            &[("token", "garbage")],
-            Some((&client.id, &secret)),
-        )
-        .await;
+        let (_, info) = post_form(&s, "/introspect", &[("token", "garbage")], Some((&client.id, &secret))).await;
         assert_eq!(info, serde_json::json!({"active": false}));
     }
 }

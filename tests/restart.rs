@@ -16,59 +16,22 @@ async fn survives_restart(mut s: Server) {
     let (st, _) = post_form(
         &s,
         "/revoke",
-        &[
-            ("token", revoked["access_token"].as_str().unwrap()),
-            ("client_id", &public.id),
-        ],
+        &[("token", revoked["access_token"].as_str().unwrap()), ("client_id", &public.id)],
         None,
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    let jwks_before: serde_json::Value = http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_before: serde_json::Value = http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
 
     s.restart();
 
     // The signing key is the same, so earlier tokens still verify; the revocation holds.
-    let jwks_after: serde_json::Value = http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_after: serde_json::Value = http().get(s.url("/jwks")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks_before, jwks_after);
-    assert_eq!(
-        verify(&s, kept["access_token"].as_str(), RESOURCE)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        verify(&s, revoked["access_token"].as_str(), RESOURCE)
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(verify(&s, kept["access_token"].as_str(), RESOURCE).await.status(), StatusCode::OK);
+    assert_eq!(verify(&s, revoked["access_token"].as_str(), RESOURCE).await.status(), StatusCode::UNAUTHORIZED);
     // The refresh token is still there (and rotates).
-    let (st, body) = post_form(
-        &s,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", kept["refresh_token"].as_str().unwrap()),
-            ("client_id", &public.id),
-        ],
-        None,
-    )
-    .await;
+    let (st, body) = refresh(&s, &public.id, kept["refresh_token"].as_str().unwrap()).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     // Clients are still registered: management works, and the confidential secret is accepted.
     let res = http()
@@ -92,12 +55,7 @@ async fn survives_restart(mut s: Server) {
     );
     // And a new login works end to end.
     let again = tokens_for(&s, &public, RESOURCE).await;
-    assert_eq!(
-        verify(&s, again["access_token"].as_str(), RESOURCE)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(verify(&s, again["access_token"].as_str(), RESOURCE).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -17,8 +17,8 @@ use mcp_authd::oauth::client::{AuthMethod, ClientMetadata};
 use mcp_authd::store::embedded::EmbeddedStore;
 use mcp_authd::store::redis::RedisStore;
 use mcp_authd::store::{
-    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake,
-    Revocation, RevocationTarget, Store, User, now,
+    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake, Revocation,
+    RevocationTarget, Store, User, now,
 };
 
 use common::redis::{RedisServer, free_port};
@@ -106,11 +106,7 @@ fn refresh(family_id: &str, expires_at: i64) -> RefreshRecord {
 }
 
 fn revocation(target: RevocationTarget, revoked_at: i64, expires_at: i64) -> Revocation {
-    Revocation {
-        target,
-        revoked_at,
-        expires_at,
-    }
+    Revocation { target, revoked_at, expires_at }
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -140,18 +136,11 @@ async fn clients(store: &dyn Store) {
 
     let second = client(&cid, "second");
     store.put_client(&second).await.unwrap();
-    assert_eq!(
-        store.get_client(&cid).await.unwrap(),
-        Some(second),
-        "put replaces"
-    );
+    assert_eq!(store.get_client(&cid).await.unwrap(), Some(second), "put replaces");
 
     assert!(store.delete_client(&cid).await.unwrap());
     assert_eq!(store.get_client(&cid).await.unwrap(), None);
-    assert!(
-        !store.delete_client(&cid).await.unwrap(),
-        "second delete finds nothing"
-    );
+    assert!(!store.delete_client(&cid).await.unwrap(), "second delete finds nothing");
 }
 
 async fn pendings(store: &dyn Store) {
@@ -159,11 +148,7 @@ async fn pendings(store: &dyn Store) {
     assert_eq!(store.get_pending(&pid).await.unwrap(), None);
     store.put_pending(&pid, &pending(), MINUTE).await.unwrap();
     assert_eq!(store.get_pending(&pid).await.unwrap(), Some(pending()));
-    assert_eq!(
-        store.get_pending(&pid).await.unwrap(),
-        Some(pending()),
-        "get does not consume"
-    );
+    assert_eq!(store.get_pending(&pid).await.unwrap(), Some(pending()), "get does not consume");
     assert_eq!(store.take_pending(&pid).await.unwrap(), Some(pending()));
     assert_eq!(store.take_pending(&pid).await.unwrap(), None, "second take");
     assert_eq!(store.get_pending(&pid).await.unwrap(), None);
@@ -172,29 +157,15 @@ async fn pendings(store: &dyn Store) {
 async fn codes(store: &dyn Store) {
     let code = id();
     let family = id();
-    store
-        .put_code(&code, &grant(&family), MINUTE)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.take_code(&code, MINUTE).await.unwrap(),
-        CodeTake::Fresh(grant(&family))
-    );
-    assert_eq!(
-        store.take_code(&code, MINUTE).await.unwrap(),
-        CodeTake::Replayed {
-            family_id: family.clone()
-        }
-    );
+    store.put_code(&code, &grant(&family), MINUTE).await.unwrap();
+    assert_eq!(store.take_code(&code, MINUTE).await.unwrap(), CodeTake::Fresh(grant(&family)));
+    assert_eq!(store.take_code(&code, MINUTE).await.unwrap(), CodeTake::Replayed { family_id: family.clone() });
     assert_eq!(
         store.take_code(&code, MINUTE).await.unwrap(),
         CodeTake::Replayed { family_id: family },
         "still a replay the third time"
     );
-    assert_eq!(
-        store.take_code(&id(), MINUTE).await.unwrap(),
-        CodeTake::Unknown
-    );
+    assert_eq!(store.take_code(&id(), MINUTE).await.unwrap(), CodeTake::Unknown);
 }
 
 async fn refresh_tokens(store: &dyn Store) {
@@ -202,29 +173,13 @@ async fn refresh_tokens(store: &dyn Store) {
     let family = id();
     let record = refresh(&family, now() + 3600);
     assert_eq!(store.get_refresh(&token).await.unwrap(), None);
-    assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
-        RefreshTake::Unknown
-    );
+    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Unknown);
 
     store.put_refresh(&token, &record).await.unwrap();
-    assert_eq!(
-        store.get_refresh(&token).await.unwrap(),
-        Some(record.clone())
-    );
-    assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
-        RefreshTake::Fresh(record.clone())
-    );
-    assert_eq!(
-        store.get_refresh(&token).await.unwrap(),
-        None,
-        "a rotated token reads as gone"
-    );
-    assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
-        RefreshTake::Reused(record.clone())
-    );
+    assert_eq!(store.get_refresh(&token).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Fresh(record.clone()));
+    assert_eq!(store.get_refresh(&token).await.unwrap(), None, "a rotated token reads as gone");
+    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Reused(record.clone()));
     assert_eq!(
         store.take_refresh(&token).await.unwrap(),
         RefreshTake::Reused(record.clone()),
@@ -233,26 +188,14 @@ async fn refresh_tokens(store: &dyn Store) {
 
     // Storing a token again starts it afresh.
     store.put_refresh(&token, &record).await.unwrap();
-    assert_eq!(
-        store.get_refresh(&token).await.unwrap(),
-        Some(record.clone())
-    );
-    assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
-        RefreshTake::Fresh(record)
-    );
+    assert_eq!(store.get_refresh(&token).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Fresh(record));
 
     // Born expired.
     let dead = id();
-    store
-        .put_refresh(&dead, &refresh(&family, now() - 10))
-        .await
-        .unwrap();
+    store.put_refresh(&dead, &refresh(&family, now() - 10)).await.unwrap();
     assert_eq!(store.get_refresh(&dead).await.unwrap(), None);
-    assert_eq!(
-        store.take_refresh(&dead).await.unwrap(),
-        RefreshTake::Unknown
-    );
+    assert_eq!(store.take_refresh(&dead).await.unwrap(), RefreshTake::Unknown);
 }
 
 async fn revocations(store: &dyn Store) {
@@ -260,24 +203,12 @@ async fn revocations(store: &dyn Store) {
     let t = now();
     let far = t + 3600;
     let target = RevocationTarget::Token(jti.clone());
-    store
-        .revoke(&revocation(target.clone(), t - 5, far))
-        .await
-        .unwrap();
+    store.revoke(&revocation(target.clone(), t - 5, far)).await.unwrap();
     let second = revocation(target.clone(), t, far + 60);
     store.revoke(&second).await.unwrap();
-    let listed: Vec<Revocation> = store
-        .revocations()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.target == target)
-        .collect();
-    assert_eq!(
-        listed,
-        vec![second],
-        "re-revoking a target replaces its record"
-    );
+    let listed: Vec<Revocation> =
+        store.revocations().await.unwrap().into_iter().filter(|r| r.target == target).collect();
+    assert_eq!(listed, vec![second], "re-revoking a target replaces its record");
 
     let others = [
         revocation(RevocationTarget::Family(id()), t, far),
@@ -293,10 +224,7 @@ async fn revocations(store: &dyn Store) {
     for r in &others {
         assert!(all.contains(r), "{r:?} listed");
     }
-    assert!(
-        !all.iter().any(|r| r.target == expired.target),
-        "expired revocation not listed"
-    );
+    assert!(!all.iter().any(|r| r.target == expired.target), "expired revocation not listed");
     assert!(all.iter().all(|r| r.expires_at > now()));
 }
 
@@ -305,10 +233,7 @@ async fn concurrent_single_use(store: &Arc<dyn Store>) {
     const N: usize = 16;
     let code = id();
     let family = id();
-    store
-        .put_code(&code, &grant(&family), MINUTE)
-        .await
-        .unwrap();
+    store.put_code(&code, &grant(&family), MINUTE).await.unwrap();
     let token = id();
     let record = refresh(&family, now() + 3600);
     store.put_refresh(&token, &record).await.unwrap();
@@ -348,10 +273,7 @@ async fn concurrent_single_use(store: &Arc<dyn Store>) {
         pending_won += usize::from(p.is_some());
     }
     assert_eq!(code_fresh, 1, "exactly one Fresh code take out of {N}");
-    assert_eq!(
-        refresh_fresh, 1,
-        "exactly one Fresh refresh take out of {N}"
-    );
+    assert_eq!(refresh_fresh, 1, "exactly one Fresh refresh take out of {N}");
     assert_eq!(pending_won, 1, "exactly one pending take out of {N}");
 }
 
@@ -365,97 +287,35 @@ async fn expiry(store: &dyn Store) {
     let pid = id();
     store.put_pending(&pid, &pending(), ttl).await.unwrap();
     let live_code = id();
-    store
-        .put_code(&live_code, &grant(&family), ttl)
-        .await
-        .unwrap();
+    store.put_code(&live_code, &grant(&family), ttl).await.unwrap();
     let redeemed = id();
-    store
-        .put_code(&redeemed, &grant(&family), MINUTE)
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.take_code(&redeemed, ttl).await.unwrap(),
-        CodeTake::Fresh(_)
-    ));
+    store.put_code(&redeemed, &grant(&family), MINUTE).await.unwrap();
+    assert!(matches!(store.take_code(&redeemed, ttl).await.unwrap(), CodeTake::Fresh(_)));
     let token = id();
-    store
-        .put_refresh(&token, &refresh(&family, now() + 2))
-        .await
-        .unwrap();
+    store.put_refresh(&token, &refresh(&family, now() + 2)).await.unwrap();
     let rotated = id();
-    store
-        .put_refresh(&rotated, &refresh(&family, now() + 2))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.take_refresh(&rotated).await.unwrap(),
-        RefreshTake::Fresh(_)
-    ));
+    store.put_refresh(&rotated, &refresh(&family, now() + 2)).await.unwrap();
+    assert!(matches!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Fresh(_)));
     let short = revocation(RevocationTarget::Family(id()), now(), now() + 2);
     store.revoke(&short).await.unwrap();
 
     // Alive now.
     assert!(store.get_pending(&pid).await.unwrap().is_some());
-    assert_eq!(
-        store.take_code(&redeemed, ttl).await.unwrap(),
-        CodeTake::Replayed {
-            family_id: family.clone()
-        }
-    );
+    assert_eq!(store.take_code(&redeemed, ttl).await.unwrap(), CodeTake::Replayed { family_id: family.clone() });
     assert!(store.get_refresh(&token).await.unwrap().is_some());
-    assert!(matches!(
-        store.take_refresh(&rotated).await.unwrap(),
-        RefreshTake::Reused(_)
-    ));
+    assert!(matches!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Reused(_)));
     assert!(store.revocations().await.unwrap().contains(&short));
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
-    assert_eq!(
-        store.get_pending(&pid).await.unwrap(),
-        None,
-        "pending expired"
-    );
-    assert_eq!(
-        store.take_pending(&pid).await.unwrap(),
-        None,
-        "pending expired"
-    );
-    assert_eq!(
-        store.take_code(&live_code, ttl).await.unwrap(),
-        CodeTake::Unknown,
-        "code expired"
-    );
-    assert_eq!(
-        store.take_code(&redeemed, ttl).await.unwrap(),
-        CodeTake::Unknown,
-        "tombstone expired"
-    );
-    assert_eq!(
-        store.get_refresh(&token).await.unwrap(),
-        None,
-        "refresh expired"
-    );
-    assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
-        RefreshTake::Unknown,
-        "refresh expired"
-    );
-    assert_eq!(
-        store.take_refresh(&rotated).await.unwrap(),
-        RefreshTake::Unknown,
-        "used refresh expired"
-    );
-    assert!(
-        !store
-            .revocations()
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.target == short.target),
-        "revocation expired"
-    );
+    assert_eq!(store.get_pending(&pid).await.unwrap(), None, "pending expired");
+    assert_eq!(store.take_pending(&pid).await.unwrap(), None, "pending expired");
+    assert_eq!(store.take_code(&live_code, ttl).await.unwrap(), CodeTake::Unknown, "code expired");
+    assert_eq!(store.take_code(&redeemed, ttl).await.unwrap(), CodeTake::Unknown, "tombstone expired");
+    assert_eq!(store.get_refresh(&token).await.unwrap(), None, "refresh expired");
+    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Unknown, "refresh expired");
+    assert_eq!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Unknown, "used refresh expired");
+    assert!(!store.revocations().await.unwrap().iter().any(|r| r.target == short.target), "revocation expired");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,46 +342,26 @@ async fn write_durable(store: &dyn Store) -> Written {
         token: id(),
         used_token: id(),
         record: refresh(&family, now() + 3600),
-        revocation: revocation(
-            RevocationTarget::Family(family.clone()),
-            now(),
-            now() + 3600,
-        ),
+        revocation: revocation(RevocationTarget::Family(family.clone()), now(), now() + 3600),
     };
     store.put_client(&w.client).await.unwrap();
     store.put_pending(&w.pid, &pending(), MINUTE).await.unwrap();
-    store
-        .put_code(&w.code, &grant(&family), MINUTE)
-        .await
-        .unwrap();
+    store.put_code(&w.code, &grant(&family), MINUTE).await.unwrap();
     store.put_refresh(&w.token, &w.record).await.unwrap();
     store.put_refresh(&w.used_token, &w.record).await.unwrap();
-    assert!(matches!(
-        store.take_refresh(&w.used_token).await.unwrap(),
-        RefreshTake::Fresh(_)
-    ));
+    assert!(matches!(store.take_refresh(&w.used_token).await.unwrap(), RefreshTake::Fresh(_)));
     store.revoke(&w.revocation).await.unwrap();
     w
 }
 
 async fn check_durable(store: &dyn Store, w: &Written) {
-    assert_eq!(
-        store
-            .get_client(&w.client.client_id)
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(&w.client)
-    );
+    assert_eq!(store.get_client(&w.client.client_id).await.unwrap().as_ref(), Some(&w.client));
     assert_eq!(store.take_pending(&w.pid).await.unwrap(), Some(pending()));
     match store.take_code(&w.code, MINUTE).await.unwrap() {
         CodeTake::Fresh(g) => assert_eq!(g.family_id, w.family),
         other => panic!("code lost: {other:?}"),
     }
-    assert_eq!(
-        store.take_refresh(&w.token).await.unwrap(),
-        RefreshTake::Fresh(w.record.clone())
-    );
+    assert_eq!(store.take_refresh(&w.token).await.unwrap(), RefreshTake::Fresh(w.record.clone()));
     assert_eq!(
         store.take_refresh(&w.used_token).await.unwrap(),
         RefreshTake::Reused(w.record.clone()),
@@ -537,10 +377,7 @@ async fn check_durable(store: &dyn Store, w: &Written) {
 async fn embedded_conformance() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
-    assert!(
-        store.revocation_feed().is_none(),
-        "a one-process backend has no feed"
-    );
+    assert!(store.revocation_feed().is_none(), "a one-process backend has no feed");
     suite(Arc::new(store)).await;
 }
 
@@ -569,18 +406,12 @@ fn redis_config(url: &str) -> StoreConfig {
 }
 
 async fn redis_store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&redis_config(&server.url))
-        .await
-        .expect("connect to redis")
+    RedisStore::connect(&redis_config(&server.url)).await.expect("connect to redis")
 }
 
 /// A plain connection for looking at the keys themselves.
 async fn raw_redis(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,10 +429,7 @@ async fn redis_survives_a_new_store_instance() {
     let mut cfg = redis_config(&server.url);
     cfg.key_prefix = "other:".into();
     let other = RedisStore::connect(&cfg).await.unwrap();
-    assert_eq!(
-        other.get_client(&written.client.client_id).await.unwrap(),
-        None
-    );
+    assert_eq!(other.get_client(&written.client.client_id).await.unwrap(), None);
     assert!(other.revocations().await.unwrap().is_empty());
 
     check_durable(&redis_store(&server).await, &written).await;
@@ -609,8 +437,7 @@ async fn redis_survives_a_new_store_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_survives_a_server_restart_with_aof() {
-    let mut server =
-        RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]);
     let written = write_durable(&redis_store(&server).await).await;
     server.restart();
     check_durable(&redis_store(&server).await, &written).await;
@@ -622,17 +449,10 @@ async fn redis_key_layout_and_ttls() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
     let written = write_durable(&store).await;
-    assert!(matches!(
-        store.take_code(&written.code, MINUTE).await.unwrap(),
-        CodeTake::Fresh(_)
-    ));
+    assert!(matches!(store.take_code(&written.code, MINUTE).await.unwrap(), CodeTake::Fresh(_)));
 
     let mut raw = raw_redis(&server.url).await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut raw).await.unwrap();
     keys.sort();
     let expected_kinds = [
         "test:client:",
@@ -644,35 +464,20 @@ async fn redis_key_layout_and_ttls() {
         "test:revocations:records",
     ];
     for kind in expected_kinds {
-        assert!(
-            keys.iter().any(|k| k.starts_with(kind)),
-            "a {kind}* key in {keys:?}"
-        );
+        assert!(keys.iter().any(|k| k.starts_with(kind)), "a {kind}* key in {keys:?}");
     }
     for key in &keys {
         assert!(key.starts_with("test:"), "{key} is under the prefix");
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut raw)
-            .await
-            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut raw).await.unwrap();
         if key.starts_with("test:client:") {
             assert_eq!(ttl, -1, "{key}: clients do not expire");
         } else {
             assert!(ttl > 0, "{key} has a TTL (got {ttl})");
         }
     }
-    let zset: Vec<String> = redis::cmd("ZRANGE")
-        .arg("test:revocations")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(
-        zset,
-        vec![serde_json::to_string(&written.revocation.target).unwrap()]
-    );
+    let zset: Vec<String> =
+        redis::cmd("ZRANGE").arg("test:revocations").arg(0).arg(-1).query_async(&mut raw).await.unwrap();
+    assert_eq!(zset, vec![serde_json::to_string(&written.revocation.target).unwrap()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,18 +487,12 @@ async fn redis_revocation_feed() {
     let other_replica = redis_store(&server).await;
     let mut feed = subscriber.revocation_feed().expect("redis has a feed");
     let first = tokio::time::timeout(Duration::from_secs(1), feed.next()).await;
-    assert_eq!(
-        first.expect("Connected within 1 s"),
-        Some(FeedEvent::Connected)
-    );
+    assert_eq!(first.expect("Connected within 1 s"), Some(FeedEvent::Connected));
 
     let rev = revocation(RevocationTarget::Token(id()), now(), now() + 3600);
     other_replica.revoke(&rev).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(1), feed.next()).await;
-    assert_eq!(
-        next.expect("Revoked within 1 s"),
-        Some(FeedEvent::Revoked(rev))
-    );
+    assert_eq!(next.expect("Revoked within 1 s"), Some(FeedEvent::Revoked(rev)));
 }
 
 async fn next_event(feed: &mut BoxStream<'static, FeedEvent>, secs: u64) -> Option<FeedEvent> {
@@ -710,33 +509,16 @@ async fn redis_feed_reports_outage_and_reconnects() {
     assert_eq!(next_event(&mut feed, 1).await, Some(FeedEvent::Connected));
 
     server.stop();
-    assert_eq!(
-        next_event(&mut feed, 10).await,
-        Some(FeedEvent::Disconnected)
-    );
+    assert_eq!(next_event(&mut feed, 10).await, Some(FeedEvent::Disconnected));
     let down = Instant::now();
-    store
-        .ping()
-        .await
-        .expect_err("ping fails while Redis is down");
-    assert!(
-        down.elapsed() < Duration::from_secs(3),
-        "ping failed fast: {:?}",
-        down.elapsed()
-    );
+    store.ping().await.expect_err("ping fails while Redis is down");
+    assert!(down.elapsed() < Duration::from_secs(3), "ping failed fast: {:?}", down.elapsed());
 
     server.restart();
-    assert_eq!(
-        next_event(&mut feed, 10).await,
-        Some(FeedEvent::Connected),
-        "reconnected"
-    );
+    assert_eq!(next_event(&mut feed, 10).await, Some(FeedEvent::Connected), "reconnected");
     let rev = revocation(RevocationTarget::User(id()), now(), now() + 3600);
     store.revoke(&rev).await.expect("the pool reconnects too");
-    assert_eq!(
-        next_event(&mut feed, 1).await,
-        Some(FeedEvent::Revoked(rev))
-    );
+    assert_eq!(next_event(&mut feed, 1).await, Some(FeedEvent::Revoked(rev)));
     store.ping().await.unwrap();
 }
 
@@ -748,30 +530,22 @@ async fn redis_with_password() {
     // store.redis_password, applied to a URL without credentials.
     let mut cfg = redis_config(&server.url);
     cfg.redis_password = SecretString::new(PASSWORD);
-    let store = RedisStore::connect(&cfg)
-        .await
-        .expect("password from redis_password");
+    let store = RedisStore::connect(&cfg).await.expect("password from redis_password");
     let written = write_durable(&store).await;
     let mut feed = store.revocation_feed().unwrap();
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(1), feed.next())
-            .await
-            .unwrap(),
+        tokio::time::timeout(Duration::from_secs(1), feed.next()).await.unwrap(),
         Some(FeedEvent::Connected),
         "the pub/sub connection authenticates too"
     );
 
     // The password in the URL.
     let in_url = format!("redis://:{PASSWORD}@127.0.0.1:{}", server.port);
-    let store = RedisStore::connect(&redis_config(&in_url))
-        .await
-        .expect("password in URL");
+    let store = RedisStore::connect(&redis_config(&in_url)).await.expect("password in URL");
     check_durable(&store, &written).await;
 
     // No password: refused at start-up.
-    let err = RedisStore::connect(&redis_config(&server.url))
-        .await
-        .expect_err("no password");
+    let err = RedisStore::connect(&redis_config(&server.url)).await.expect_err("no password");
     let msg = format!("{err:#}");
     assert!(msg.contains(&format!("127.0.0.1:{}", server.port)), "{msg}");
 
@@ -782,9 +556,7 @@ async fn redis_with_password() {
     let msg = format!("{err:#} {err:?}");
     assert!(!msg.contains("hunter2"), "{msg}");
     let wrong_url = format!("redis://:wrong-hunter2@127.0.0.1:{}", server.port);
-    let err = RedisStore::connect(&redis_config(&wrong_url))
-        .await
-        .expect_err("wrong password");
+    let err = RedisStore::connect(&redis_config(&wrong_url)).await.expect_err("wrong password");
     let msg = format!("{err:#} {err:?}");
     assert!(!msg.contains("hunter2"), "{msg}");
 }
@@ -794,25 +566,13 @@ async fn redis_unreachable_fails_fast_without_leaking_the_password() {
     let port = free_port(); // nobody listens
     let url = format!("redis://:hunter2@127.0.0.1:{port}/0");
     let started = Instant::now();
-    let err = RedisStore::connect(&redis_config(&url))
-        .await
-        .expect_err("nothing listens");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "failed fast: {:?}",
-        started.elapsed()
-    );
+    let err = RedisStore::connect(&redis_config(&url)).await.expect_err("nothing listens");
+    assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
     let msg = format!("{err:#} {err:?}");
-    assert!(
-        msg.contains(&format!("redis://127.0.0.1:{port}/0")),
-        "names the server: {msg}"
-    );
+    assert!(msg.contains(&format!("redis://127.0.0.1:{port}/0")), "names the server: {msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
 
-    let err = RedisStore::connect(&redis_config("http://:hunter2@example.com"))
-        .await
-        .err()
-        .unwrap();
+    let err = RedisStore::connect(&redis_config("http://:hunter2@example.com")).await.err().unwrap();
     let msg = format!("{err:#} {err:?}");
     assert!(msg.contains("store.redis_url"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
@@ -846,9 +606,7 @@ fn make_pki() -> TestPki {
         "req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=mcp-authd-test-CA \
          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
     ));
-    openssl(&format!(
-        "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
-    ));
+    openssl(&format!("req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"));
     std::fs::write(
         p("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
@@ -859,12 +617,7 @@ fn make_pki() -> TestPki {
         "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
          -days 2 -extfile server.ext",
     );
-    TestPki {
-        ca: p("ca.crt"),
-        cert: p("server.crt"),
-        key: p("server.key"),
-        _dir: dir,
-    }
+    TestPki { ca: p("ca.crt"), cert: p("server.crt"), key: p("server.key"), _dir: dir }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -881,18 +634,14 @@ async fn redis_over_tls_with_a_private_ca() {
     let store = RedisStore::connect(&cfg).await.expect("TLS connect");
     let mut feed = store.revocation_feed().unwrap();
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(2), feed.next())
-            .await
-            .unwrap(),
+        tokio::time::timeout(Duration::from_secs(2), feed.next()).await.unwrap(),
         Some(FeedEvent::Connected),
         "pub/sub over TLS"
     );
     suite(Arc::new(store)).await;
 
     // Without the private CA the server's certificate is not trusted: no silent fallback.
-    let err = RedisStore::connect(&untrusted)
-        .await
-        .expect_err("untrusted certificate");
+    let err = RedisStore::connect(&untrusted).await.expect_err("untrusted certificate");
     let msg = format!("{err:#}");
     assert!(msg.contains("rediss://127.0.0.1"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
@@ -900,9 +649,7 @@ async fn redis_over_tls_with_a_private_ca() {
     let insecure = format!("rediss://127.0.0.1:{}/#insecure", server.port);
     let mut cfg = redis_config(&insecure);
     cfg.redis_password = SecretString::new(PASSWORD);
-    let err = RedisStore::connect(&cfg)
-        .await
-        .expect_err("#insecure refused");
+    let err = RedisStore::connect(&cfg).await.expect_err("#insecure refused");
     assert!(format!("{err:#}").contains("insecure"), "{err:#}");
     // Plain text to a TLS port fails too.
     let plain = format!("redis://127.0.0.1:{}", server.port);

@@ -32,9 +32,7 @@ fn query(req: &HttpRequest) -> Result<Params, String> {
 }
 
 fn found(location: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
 }
 
 fn respond_error(err: AuthorizeError) -> HttpResponse {
@@ -50,27 +48,20 @@ fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
     let value = req
         .cookie(COOKIE)
         .map(|c| c.value().to_owned())
-        .filter(|v| {
-            v.len() == 43
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         .unwrap_or_else(|| random_token(32));
     Cookie::build(COOKIE, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(app.config.server.issuer.starts_with("https://"))
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            app.config.tokens.login_ttl as i64,
-        ))
+        .max_age(actix_web::cookie::time::Duration::seconds(app.config.tokens.login_ttl as i64))
         .finish()
 }
 
 /// Whether this browser is the one that started the parked request.
 fn same_browser(req: &HttpRequest, pending: &PendingAuthorization) -> bool {
-    req.cookie(COOKIE)
-        .is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
+    req.cookie(COOKIE).is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
 }
 
 fn login_ttl(app: &AppState) -> Duration {
@@ -113,10 +104,7 @@ pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpRe
     let cookie = binding_cookie(&req, &app);
     pending.browser_binding = digest(cookie.value());
     let id = random_token(32);
-    let next = match (
-        app.upstreams.local.is_empty(),
-        app.upstreams.redirect.as_slice(),
-    ) {
+    let next = match (app.upstreams.local.is_empty(), app.upstreams.redirect.as_slice()) {
         // One way to log in, and it is a redirect: go straight there.
         (true, [only]) => upstream_redirect(&app, &mut pending, only.as_ref(), &id),
         _ => format!("{}/login?session={id}", app.config.base_url()),
@@ -124,10 +112,7 @@ pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpRe
     if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(&app)).await {
         return respond_error(Error::from(e).into());
     }
-    HttpResponse::Found()
-        .cookie(cookie)
-        .insert_header((header::LOCATION, next))
-        .finish()
+    HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, next)).finish()
 }
 
 /// Loads the parked request of a login page, checking the browser.
@@ -146,10 +131,7 @@ async fn pending_for(
         Err(e) => return Err(respond_error(Error::from(e).into())),
     };
     if !same_browser(req, &pending) {
-        return Err(page::error(
-            400,
-            "This sign-in was started in another browser (or cookies are blocked).",
-        ));
+        return Err(page::error(400, "This sign-in was started in another browser (or cookies are blocked)."));
     }
     Ok(pending)
 }
@@ -165,10 +147,8 @@ async fn login_page(
         Ok(Some(c)) => c.metadata.client_name.unwrap_or(c.client_id),
         _ => pending.client_id.clone(),
     };
-    let redirect_host = url::Url::parse(&pending.redirect_uri)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
+    let redirect_host =
+        url::Url::parse(&pending.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let base = app.config.base_url();
     let mut body = format!(
         "<p>Sign in to continue to <strong>{}</strong> <span class=\"meta\">(returns to {})</span>.</p>",
@@ -176,10 +156,7 @@ async fn login_page(
         escape(&redirect_host)
     );
     if let Some(e) = error {
-        body.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">{}</p>",
-            escape(e)
-        ));
+        body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)));
     }
     if !app.upstreams.local.is_empty() {
         body.push_str(&format!(
@@ -200,11 +177,7 @@ async fn login_page(
             escape(p.label())
         ));
     }
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     page::render(status, "Sign in", &body)
 }
 
@@ -222,11 +195,7 @@ pub async fn get_login(app: web::Data<AppState>, req: HttpRequest) -> HttpRespon
 }
 
 /// `POST /login`: checks a local user's password and completes the authorization.
-pub async fn post_login(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
+pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let form: Params = match read_form(&req, payload).await {
         Ok(f) => f,
         Err(e) => return page::error(400, &e.description()),
@@ -236,17 +205,9 @@ pub async fn post_login(
         Ok(p) => p,
         Err(res) => return res,
     };
-    let (username, password) = (
-        form.get("username").unwrap_or(""),
-        form.get("password").unwrap_or(""),
-    );
+    let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
     let Some(user) = app.upstreams.local.authenticate(username, password).await else {
-        tracing::info!(
-            audit = "login_failed",
-            auth = "failure",
-            provider = "local",
-            "wrong username or password"
-        );
+        tracing::info!(audit = "login_failed", auth = "failure", provider = "local", "wrong username or password");
         return login_page(&app, session, &pending, Some("Wrong username or password.")).await;
     };
     // Consume the parked request: one login, one code.
@@ -256,19 +217,13 @@ pub async fn post_login(
         Err(e) => return respond_error(Error::from(e).into()),
     };
     match authorize::complete(&app, pending, user).await {
-        Ok(location) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, location))
-            .finish(),
+        Ok(location) => HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish(),
         Err(e) => respond_error(e),
     }
 }
 
 /// `GET /login/{provider}?session=`: the user chose a redirect provider.
-pub async fn get_login_provider(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
+pub async fn get_login_provider(app: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let Some(provider) = app.upstreams.provider(&path) else {
         return page::error(404, "Unknown sign-in method.");
     };
@@ -282,11 +237,7 @@ pub async fn get_login_provider(
         Err(res) => return res,
     };
     let url = upstream_redirect(&app, &mut pending, provider, session);
-    if let Err(e) = app
-        .store
-        .put_pending(session, &pending, login_ttl(&app))
-        .await
-    {
+    if let Err(e) = app.store.put_pending(session, &pending, login_ttl(&app)).await {
         return respond_error(Error::from(e).into());
     }
     found(&url)
@@ -315,54 +266,30 @@ pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest) -> HttpRes
         Err(e) => return respond_error(Error::from(e).into()),
     };
     if !same_browser(&req, &pending) || pending.provider.as_deref() != Some(provider.id()) {
-        return page::error(
-            400,
-            "This sign-in was started in another browser (or cookies are blocked).",
-        );
+        return page::error(400, "This sign-in was started in another browser (or cookies are blocked).");
     }
     let issuer = app.config.server.issuer.clone();
     let back = |code: ErrorCode, description: &str| {
-        respond_error(error_redirect(
-            &pending.redirect_uri,
-            pending.state.as_deref(),
-            &issuer,
-            code,
-            description,
-        ))
+        respond_error(error_redirect(&pending.redirect_uri, pending.state.as_deref(), &issuer, code, description))
     };
     if q.get("error").is_some() {
-        return back(
-            ErrorCode::AccessDenied,
-            "the user declined at the identity provider",
-        );
+        return back(ErrorCode::AccessDenied, "the user declined at the identity provider");
     }
     let (Some(code), Some(verifier)) = (q.get("code"), pending.upstream_verifier.as_deref()) else {
-        return back(
-            ErrorCode::ServerError,
-            "the identity provider returned no code",
-        );
+        return back(ErrorCode::ServerError, "the identity provider returned no code");
     };
-    match provider
-        .exchange(&callback_url(&app, provider.id()), code, verifier)
-        .await
-    {
+    match provider.exchange(&callback_url(&app, provider.id()), code, verifier).await {
         Ok(user) => match authorize::complete(&app, pending, user).await {
             Ok(location) => found(&location),
             Err(e) => respond_error(e),
         },
         Err(UpstreamError::Denied(why)) => {
             tracing::info!(audit = "login_denied", auth = "failure", provider = provider.id(), reason = %why, "login denied");
-            back(
-                ErrorCode::AccessDenied,
-                "this user is not allowed to use this server",
-            )
+            back(ErrorCode::AccessDenied, "this user is not allowed to use this server")
         }
         Err(UpstreamError::Failed(why)) => {
             tracing::warn!(auth = "error", provider = provider.id(), reason = %why, "upstream login failed");
-            back(
-                ErrorCode::ServerError,
-                "the identity provider could not be reached or failed",
-            )
+            back(ErrorCode::ServerError, "the identity provider could not be reached or failed")
         }
     }
 }

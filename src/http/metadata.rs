@@ -12,12 +12,7 @@ use crate::oauth::client::{AuthMethod, SUPPORTED_GRANTS};
 pub async fn get_authorization_server(app: web::Data<AppState>) -> HttpResponse {
     let c = &app.config;
     let base = c.base_url();
-    let algs: Vec<String> = app
-        .keys
-        .algorithms()
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect();
+    let algs: Vec<String> = app.keys.algorithms().iter().map(|a| format!("{a:?}")).collect();
     let mut doc = json!({
         "issuer": c.server.issuer,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -40,50 +35,34 @@ pub async fn get_authorization_server(app: web::Data<AppState>) -> HttpResponse 
     if c.registration.enabled {
         doc["registration_endpoint"] = json!(format!("{base}/register"));
     }
-    HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        ))
-        .json(doc)
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))).json(doc)
 }
 
 /// `GET /.well-known/oauth-protected-resource[/{path}]` (RFC 9728 §3), for the MCP server the
 /// request came for: its origin from the (trusted) forwarded headers, its path from ours.
 pub async fn get_protected_resource(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let origin = app.dialect.request_origin(&req);
-    let path = req
-        .path()
-        .trim_start_matches("/.well-known/oauth-protected-resource");
-    let Some(resource) =
-        app.verifier
-            .resources()
-            .for_metadata(&origin, path, &app.config.oauth.scopes_supported)
+    let path = req.path().trim_start_matches("/.well-known/oauth-protected-resource");
+    let Some(resource) = app.verifier.resources().for_metadata(&origin, path, &app.config.oauth.scopes_supported)
     else {
         return HttpResponse::NotFound().json(json!({
             "error": "invalid_request",
             "error_description": "no protected resource is configured at this URL",
         }));
     };
-    HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        ))
-        .json(json!({
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))).json(
+        json!({
             "resource": resource.identifier(),
             "authorization_servers": [app.config.server.issuer],
             "scopes_supported": resource.scopes,
             "bearer_methods_supported": ["header"],
-        }))
+        }),
+    )
 }
 
 /// `GET /jwks`: current and previous public keys.
 pub async fn get_jwks(app: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")))
         .json(app.keys.jwks())
 }

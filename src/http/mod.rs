@@ -37,23 +37,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(metadata::get_authorization_server)),
         )
         .service(
-            resource(&[
-                "/.well-known/oauth-protected-resource",
-                "/.well-known/oauth-protected-resource/{tail:.*}",
-            ])
-            .wrap(cors())
-            .route(web::get().to(metadata::get_protected_resource)),
-        )
-        .service(
-            resource(&["/jwks"])
+            resource(&["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/{tail:.*}"])
                 .wrap(cors())
-                .route(web::get().to(metadata::get_jwks)),
+                .route(web::get().to(metadata::get_protected_resource)),
         )
-        .service(
-            resource(&["/register"])
-                .wrap(cors())
-                .route(web::post().to(register::post_register)),
-        )
+        .service(resource(&["/jwks"]).wrap(cors()).route(web::get().to(metadata::get_jwks)))
+        .service(resource(&["/register"]).wrap(cors()).route(web::post().to(register::post_register)))
         .service(
             resource(&["/register/{client_id}"])
                 .wrap(cors())
@@ -67,27 +56,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(authorize::get_login))
                 .route(web::post().to(authorize::post_login)),
         )
-        .service(
-            resource(&["/login/{provider}"]).route(web::get().to(authorize::get_login_provider)),
-        )
-        .service(
-            resource(&["/callback", "/callback/{provider}"])
-                .route(web::get().to(authorize::get_callback)),
-        )
-        .service(
-            resource(&["/token"])
-                .wrap(cors())
-                .route(web::post().to(token::post_token)),
-        )
-        .service(
-            resource(&["/revoke"])
-                .wrap(cors())
-                .route(web::post().to(token::post_revoke)),
-        )
+        .service(resource(&["/login/{provider}"]).route(web::get().to(authorize::get_login_provider)))
+        .service(resource(&["/callback", "/callback/{provider}"]).route(web::get().to(authorize::get_callback)))
+        .service(resource(&["/token"]).wrap(cors()).route(web::post().to(token::post_token)))
+        .service(resource(&["/revoke"]).wrap(cors()).route(web::post().to(token::post_revoke)))
         .service(resource(&["/introspect"]).route(web::post().to(token::post_introspect)))
-        .service(
-            resource(&["/verify", "/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)),
-        )
+        .service(resource(&["/verify", "/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)))
         .default_service(web::to(not_found));
 }
 
@@ -115,20 +89,16 @@ fn cors() -> Cors {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" }))
+    HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes.
 pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, Error> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| Error::invalid_request("the request body could not be read"))?;
+        let chunk = chunk.map_err(|_| Error::invalid_request("the request body could not be read"))?;
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(Error::invalid_request(format!(
-                "the request body exceeds {MAX_BODY} bytes"
-            )));
+            return Err(Error::invalid_request(format!("the request body exceeds {MAX_BODY} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
@@ -137,19 +107,9 @@ pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, Error> {
 
 /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2), parsed strictly.
 pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, Error> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(Error::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(Error::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
     Params::parse(&read_body(payload).await?).map_err(Error::invalid_request)
 }
@@ -158,10 +118,7 @@ pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Param
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// A response that no cache may keep (RFC 6749 §5.1).
@@ -181,19 +138,10 @@ impl RootSpanBuilder for RequestSpan {
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| {
-                v.len() <= 64
-                    && v.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            })
+            .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
             .map(str::to_owned);
-        let id = incoming.unwrap_or_else(|| {
-            request
-                .extensions()
-                .get::<RequestId>()
-                .map(|r| r.to_string())
-                .unwrap_or_default()
-        });
+        let id = incoming
+            .unwrap_or_else(|| request.extensions().get::<RequestId>().map(|r| r.to_string()).unwrap_or_default());
         tracing::info_span!(
             "request",
             method = %request.method(),

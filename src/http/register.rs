@@ -11,21 +11,12 @@ use crate::oauth::client::RegistrationRequest;
 use crate::oauth::registration;
 
 fn parse(body: &[u8]) -> Result<RegistrationRequest, Error> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
     let bad = |e: String| {
-        Error::oauth(
-            ErrorCode::InvalidClientMetadata,
-            format!("the body is not a JSON client metadata object: {e}"),
-        )
+        Error::oauth(ErrorCode::InvalidClientMetadata, format!("the body is not a JSON client metadata object: {e}"))
     };
     match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| bad(e.to_string()))? {
-        v @ serde_json::Value::Object(_) => {
-            serde_json::from_value(v).map_err(|e| bad(e.to_string()))
-        }
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(|e| bad(e.to_string())),
         _ => Err(bad("expected an object".into())),
     }
 }
@@ -37,22 +28,12 @@ pub async fn post_register(
     payload: web::Payload,
 ) -> Result<HttpResponse, Error> {
     if !app.config.registration.enabled {
-        return Err(Error::oauth(
-            ErrorCode::AccessDenied,
-            "dynamic client registration is disabled",
-        ));
+        return Err(Error::oauth(ErrorCode::AccessDenied, "dynamic client registration is disabled"));
     }
     registration::check_initial_token(&app, bearer(&req))?;
     let metadata = parse(&read_body(payload).await?)?.validate(&app.config)?;
     let (record, secret, token) = registration::register(&app, metadata).await?;
-    Ok(
-        no_store(HttpResponse::Created()).json(registration::response(
-            &app,
-            &record,
-            secret.as_ref(),
-            Some(&token),
-        )),
-    )
+    Ok(no_store(HttpResponse::Created()).json(registration::response(&app, &record, secret.as_ref(), Some(&token))))
 }
 
 /// RFC 7592 §2.1: reads the registration.
@@ -75,12 +56,7 @@ pub async fn put_client(
     let record = registration::authorize_management(&app, &path, bearer(&req)).await?;
     let update = parse(&read_body(payload).await?)?;
     let (record, secret) = registration::update(&app, record, update).await?;
-    Ok(no_store(HttpResponse::Ok()).json(registration::response(
-        &app,
-        &record,
-        secret.as_ref(),
-        None,
-    )))
+    Ok(no_store(HttpResponse::Ok()).json(registration::response(&app, &record, secret.as_ref(), None)))
 }
 
 /// RFC 7592 §2.3: deletes the client and revokes its tokens; 204.

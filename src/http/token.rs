@@ -12,20 +12,9 @@ use crate::oauth::{grant, revocation};
 use crate::store::ClientRecord;
 
 /// Authenticates the calling client from the Authorization header or the form.
-async fn client_of(
-    app: &AppState,
-    req: &HttpRequest,
-    form: &Params,
-) -> Result<ClientRecord, Error> {
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let creds = ClientCredentials::from_request(
-        authorization,
-        form.get("client_id"),
-        form.get("client_secret"),
-    )?;
+async fn client_of(app: &AppState, req: &HttpRequest, form: &Params) -> Result<ClientRecord, Error> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let creds = ClientCredentials::from_request(authorization, form.get("client_id"), form.get("client_secret"))?;
     client::authenticate(app.store.as_ref(), &creds).await
 }
 

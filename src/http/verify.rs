@@ -21,8 +21,7 @@ pub async fn any_verify(app: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             decision = decision_name(other), "request denied"
         ),
     }
-    app.dialect
-        .respond(decision, req.headers().get(header::AUTHORIZATION))
+    app.dialect.respond(decision, req.headers().get(header::AUTHORIZATION))
 }
 
 fn decision_name(d: &Decision) -> &'static str {

@@ -38,10 +38,7 @@ pub enum AuthorizeError {
 
 impl AuthorizeError {
     fn page(message: impl Into<String>) -> Self {
-        Self::Page {
-            status: 400,
-            message: message.into(),
-        }
+        Self::Page { status: 400, message: message.into() }
     }
 }
 
@@ -50,17 +47,13 @@ impl From<Error> for AuthorizeError {
         match err {
             Error::Store(_) => Self::Page {
                 status: 503,
-                message: "The authorization server is temporarily unavailable. Try again shortly."
-                    .into(),
+                message: "The authorization server is temporarily unavailable. Try again shortly.".into(),
             },
             other => {
                 if let Error::Internal(e) = &other {
                     tracing::error!(error = ?e, "internal error at /authorize");
                 }
-                Self::Page {
-                    status: 500,
-                    message: "The authorization server failed to handle the request.".into(),
-                }
+                Self::Page { status: 500, message: "The authorization server failed to handle the request.".into() }
             }
         }
     }
@@ -94,11 +87,7 @@ pub fn error_redirect(
     AuthorizeError::Redirect(redirect_with(
         pending_redirect,
         issuer,
-        &[
-            ("error", Some(code.as_str())),
-            ("error_description", Some(description)),
-            ("state", state),
-        ],
+        &[("error", Some(code.as_str())), ("error_description", Some(description)), ("state", state)],
     ))
 }
 
@@ -113,9 +102,7 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
         return Err(AuthorizeError::page("The request has no client_id."));
     };
     let Some(client) = app.store.get_client(client_id).await.map_err(Error::from)? else {
-        return Err(AuthorizeError::page(
-            "The client is not registered with this server.",
-        ));
+        return Err(AuthorizeError::page("The client is not registered with this server."));
     };
     let registered = &client.metadata.redirect_uris;
     let (redirect_uri, explicit) = match params.get("redirect_uri") {
@@ -123,76 +110,41 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
             // The presented value (a loopback one may differ in port) is where the code goes.
             Some(_) => (presented.to_owned(), true),
             None => {
-                return Err(AuthorizeError::page(
-                    "The redirect_uri is not registered for this client.",
-                ));
+                return Err(AuthorizeError::page("The redirect_uri is not registered for this client."));
             }
         },
         None if registered.len() == 1 => (registered[0].clone(), false),
         None => {
-            return Err(AuthorizeError::page(
-                "The request has no redirect_uri and the client registered several.",
-            ));
+            return Err(AuthorizeError::page("The request has no redirect_uri and the client registered several."));
         }
     };
     // From here on, errors go back to the client.
     let issuer = app.config.server.issuer.as_str();
     let state = params.get("state");
-    let fail = |code: ErrorCode, description: &str| {
-        error_redirect(&redirect_uri, state, issuer, code, description)
-    };
+    let fail = |code: ErrorCode, description: &str| error_redirect(&redirect_uri, state, issuer, code, description);
     if state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return Err(error_redirect(
-            &redirect_uri,
-            None,
-            issuer,
-            ErrorCode::InvalidRequest,
-            "state is too long",
-        ));
+        return Err(error_redirect(&redirect_uri, None, issuer, ErrorCode::InvalidRequest, "state is too long"));
     }
     match params.get("response_type") {
         Some("code") => {}
         None => return Err(fail(ErrorCode::InvalidRequest, "response_type is required")),
         Some(_) => {
-            return Err(fail(
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported",
-            ));
+            return Err(fail(ErrorCode::UnsupportedResponseType, "only response_type=code is supported"));
         }
     }
-    if !client
-        .metadata
-        .grant_types
-        .iter()
-        .any(|g| g == GRANT_AUTHORIZATION_CODE)
-    {
-        return Err(fail(
-            ErrorCode::UnauthorizedClient,
-            "the client did not register the authorization_code grant",
-        ));
+    if !client.metadata.grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
+        return Err(fail(ErrorCode::UnauthorizedClient, "the client did not register the authorization_code grant"));
     }
-    let code_challenge = pkce::validate_challenge(
-        params.get("code_challenge"),
-        params.get("code_challenge_method"),
-    )
-    .map_err(|e| fail(ErrorCode::InvalidRequest, &e))?;
+    let code_challenge = pkce::validate_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
+        .map_err(|e| fail(ErrorCode::InvalidRequest, &e))?;
     let supported = &app.config.oauth.scopes_supported;
     let allowed: Vec<String> = match &client.metadata.scope {
-        Some(s) => s
-            .split(' ')
-            .filter(|x| supported.contains(&x.to_string()))
-            .map(str::to_owned)
-            .collect(),
+        Some(s) => s.split(' ').filter(|x| supported.contains(&x.to_string())).map(str::to_owned).collect(),
         None => supported.clone(),
     };
-    let granted = scope::grant(
-        params.get("scope"),
-        &allowed,
-        &app.config.oauth.default_scopes,
-    )
-    .map_err(|e| fail(ErrorCode::InvalidScope, &e))?;
-    let resource = resolve_resource(app, params.get("resource"))
-        .map_err(|e| fail(ErrorCode::InvalidTarget, &e))?;
+    let granted = scope::grant(params.get("scope"), &allowed, &app.config.oauth.default_scopes)
+        .map_err(|e| fail(ErrorCode::InvalidScope, &e))?;
+    let resource = resolve_resource(app, params.get("resource")).map_err(|e| fail(ErrorCode::InvalidTarget, &e))?;
     Ok(PendingAuthorization {
         client_id: client.client_id,
         redirect_uri,
@@ -215,14 +167,11 @@ fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result<String, St
         let configured = &app.config.resources;
         return match configured.as_slice() {
             [only] => Ok(only.url.trim_end_matches('/').to_owned()),
-            _ => Err(
-                "the resource parameter (RFC 8707) is required: the URL of the MCP server".into(),
-            ),
+            _ => Err("the resource parameter (RFC 8707) is required: the URL of the MCP server".into()),
         };
     };
-    let ok = Url::parse(r).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https") && u.fragment().is_none() && u.host_str().is_some()
-    });
+    let ok = Url::parse(r)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.fragment().is_none() && u.host_str().is_some());
     if !ok {
         return Err("resource must be an absolute http(s) URI without fragment".into());
     }
@@ -233,11 +182,7 @@ fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result<String, St
 }
 
 /// The user logged in: check the global allow-list, issue the code, and build the redirect.
-pub async fn complete(
-    app: &AppState,
-    pending: PendingAuthorization,
-    user: User,
-) -> Result<String, AuthorizeError> {
+pub async fn complete(app: &AppState, pending: PendingAuthorization, user: User) -> Result<String, AuthorizeError> {
     let issuer = app.config.server.issuer.as_str();
     let state = pending.state.as_deref();
     if !listed(&app.config.oauth.allowed_users, &user) {
@@ -263,20 +208,12 @@ pub async fn complete(
         auth_time: now(),
     };
     app.store
-        .put_code(
-            &code.digest(),
-            &grant,
-            Duration::from_secs(app.config.tokens.code_ttl),
-        )
+        .put_code(&code.digest(), &grant, Duration::from_secs(app.config.tokens.code_ttl))
         .await
         .map_err(Error::from)?;
     tracing::info!(
         audit = "login", auth = "success", client_id = %grant.client_id, sub = %grant.user.id,
         user = %grant.user.name, provider = %grant.user.provider, "user logged in; code issued"
     );
-    Ok(redirect_with(
-        &pending.redirect_uri,
-        issuer,
-        &[("code", Some(code.secret())), ("state", state)],
-    ))
+    Ok(redirect_with(&pending.redirect_uri, issuer, &[("code", Some(code.secret())), ("state", state)]))
 }

@@ -128,9 +128,9 @@ fn bad_metadata(msg: impl Into<String>) -> Error {
 
 fn short_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, Error> {
     match value {
-        Some(v) if v.chars().count() > max || v.chars().any(char::is_control) => Err(bad_metadata(
-            format!("{field} must be at most {max} characters without control characters"),
-        )),
+        Some(v) if v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(bad_metadata(format!("{field} must be at most {max} characters without control characters")))
+        }
         other => Ok(other),
     }
 }
@@ -138,10 +138,7 @@ fn short_text(field: &str, value: Option<String>, max: usize) -> Result<Option<S
 fn web_url(field: &str, value: Option<String>) -> Result<Option<String>, Error> {
     match value {
         None => Ok(None),
-        Some(v)
-            if v.len() <= 2000
-                && Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) =>
-        {
+        Some(v) if v.len() <= 2000 && Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) => {
             Ok(Some(v))
         }
         Some(_) => Err(bad_metadata(format!("{field} must be an http(s) URL"))),
@@ -162,20 +159,13 @@ impl RegistrationRequest {
                 )));
             }
         };
-        let mut grant_types = self
-            .grant_types
-            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]);
+        let mut grant_types = self.grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]);
         grant_types.dedup();
         if grant_types.is_empty() {
             return Err(bad_metadata("grant_types must not be empty"));
         }
-        if let Some(g) = grant_types
-            .iter()
-            .find(|g| !SUPPORTED_GRANTS.contains(&g.as_str()))
-        {
-            return Err(bad_metadata(format!(
-                "grant type {g:?} is not supported; use {SUPPORTED_GRANTS:?}"
-            )));
+        if let Some(g) = grant_types.iter().find(|g| !SUPPORTED_GRANTS.contains(&g.as_str())) {
+            return Err(bad_metadata(format!("grant type {g:?} is not supported; use {SUPPORTED_GRANTS:?}")));
         }
         let response_types = self.response_types.unwrap_or_else(|| vec!["code".into()]);
         if response_types.iter().any(|r| r != "code") {
@@ -184,9 +174,7 @@ impl RegistrationRequest {
         let uses_code = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
         if uses_code != response_types.iter().any(|r| r == "code") {
             // RFC 7591 §2.1: grant_types and response_types must be consistent.
-            return Err(bad_metadata(
-                "grant type authorization_code goes with response type code",
-            ));
+            return Err(bad_metadata("grant type authorization_code goes with response type code"));
         }
         let mut redirect_uris = self.redirect_uris.unwrap_or_default();
         redirect_uris.dedup();
@@ -199,44 +187,28 @@ impl RegistrationRequest {
         if redirect_uris.len() > config.registration.max_redirect_uris {
             return Err(Error::oauth(
                 ErrorCode::InvalidRedirectUri,
-                format!(
-                    "at most {} redirect URIs may be registered",
-                    config.registration.max_redirect_uris
-                ),
+                format!("at most {} redirect URIs may be registered", config.registration.max_redirect_uris),
             ));
         }
         for uri in &redirect_uris {
-            redirect::validate_registered(uri)
-                .map_err(|e| Error::oauth(ErrorCode::InvalidRedirectUri, e))?;
+            redirect::validate_registered(uri).map_err(|e| Error::oauth(ErrorCode::InvalidRedirectUri, e))?;
         }
         let scope = match self.scope {
             None => None,
             Some(s) => Some(
-                scope::grant(
-                    Some(&s),
-                    &config.oauth.scopes_supported,
-                    &config.oauth.default_scopes,
-                )
-                .map_err(|e| Error::oauth(ErrorCode::InvalidClientMetadata, e))?,
+                scope::grant(Some(&s), &config.oauth.scopes_supported, &config.oauth.default_scopes)
+                    .map_err(|e| Error::oauth(ErrorCode::InvalidClientMetadata, e))?,
             ),
         };
         let contacts = self.contacts.unwrap_or_default();
-        if contacts.len() > 10
-            || contacts
-                .iter()
-                .any(|c| c.len() > 320 || c.chars().any(char::is_control))
-        {
-            return Err(bad_metadata(
-                "contacts: at most 10 addresses of at most 320 characters",
-            ));
+        if contacts.len() > 10 || contacts.iter().any(|c| c.len() > 320 || c.chars().any(char::is_control)) {
+            return Err(bad_metadata("contacts: at most 10 addresses of at most 320 characters"));
         }
         let application_type = match self.application_type.as_deref() {
             None => None,
             Some(t @ ("web" | "native")) => Some(t.to_owned()),
             Some(_) => {
-                return Err(bad_metadata(
-                    "application_type must be \"web\" or \"native\"",
-                ));
+                return Err(bad_metadata("application_type must be \"web\" or \"native\""));
             }
         };
         Ok(ClientMetadata {
@@ -278,18 +250,13 @@ impl ClientCredentials {
         form_secret: Option<&str>,
     ) -> Result<Self, Error> {
         let basic = authorization
-            .and_then(|h| {
-                h.strip_prefix("Basic ")
-                    .or_else(|| h.strip_prefix("basic "))
-            })
+            .and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")))
             .map(parse_basic)
             .transpose()?;
         match basic {
             Some((id, secret)) => {
                 if form_secret.is_some() {
-                    return Err(Error::invalid_request(
-                        "use one client authentication method, not two",
-                    ));
+                    return Err(Error::invalid_request("use one client authentication method, not two"));
                 }
                 if form_client_id.is_some_and(|f| f != id) {
                     return Err(Error::InvalidClient {
@@ -297,11 +264,7 @@ impl ClientCredentials {
                         basic: true,
                     });
                 }
-                Ok(Self {
-                    client_id: Some(id),
-                    secret: Some(secret::ClientSecret::new(secret)),
-                    via_basic: true,
-                })
+                Ok(Self { client_id: Some(id), secret: Some(secret::ClientSecret::new(secret)), via_basic: true })
             }
             None => Ok(Self {
                 client_id: form_client_id.map(str::to_owned),
@@ -314,37 +277,21 @@ impl ClientCredentials {
 
 /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
 fn parse_basic(b64: &str) -> Result<(String, String), Error> {
-    let bad = || Error::InvalidClient {
-        description: "malformed Basic credentials".into(),
-        basic: true,
-    };
+    let bad = || Error::InvalidClient { description: "malformed Basic credentials".into(), basic: true };
     let raw = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
     let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(bad)
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or_else(bad)
     };
     Ok((decode(id)?, decode(secret)?))
 }
 
 /// Authenticates the client of a token, revocation or introspection request. Public clients
 /// identify themselves with `client_id` alone; confidential ones must present their secret.
-pub async fn authenticate(
-    store: &dyn Store,
-    creds: &ClientCredentials,
-) -> Result<ClientRecord, Error> {
-    let fail = |d: &str| Error::InvalidClient {
-        description: d.into(),
-        basic: creds.via_basic,
-    };
-    let Some(client_id) = creds
-        .client_id
-        .as_deref()
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-    else {
+pub async fn authenticate(store: &dyn Store, creds: &ClientCredentials) -> Result<ClientRecord, Error> {
+    let fail = |d: &str| Error::InvalidClient { description: d.into(), basic: creds.via_basic };
+    let Some(client_id) = creds.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 256) else {
         return Err(fail("client authentication is required (client_id)"));
     };
     let Some(client) = store.get_client(client_id).await? else {
@@ -370,14 +317,13 @@ mod tests {
     use super::*;
 
     fn req(json: &str) -> Result<ClientMetadata, Error> {
-        serde_json::from_str::<RegistrationRequest>(json)
-            .unwrap()
-            .validate(&Config::default())
+        serde_json::from_str::<RegistrationRequest>(json).unwrap().validate(&Config::default())
     }
 
     #[test]
     fn defaults_and_narrowing() {
-        let m = req(r#"{"redirect_uris":["http://localhost:3000/cb"],"scope":"read write","unknown_field":1}"#).unwrap();
+        let m =
+            req(r#"{"redirect_uris":["http://localhost:3000/cb"],"scope":"read write","unknown_field":1}"#).unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(m.grant_types, vec!["authorization_code"]);
         assert_eq!(m.response_types, vec!["code"]);
@@ -388,10 +334,7 @@ mod tests {
     fn rejections_carry_the_rfc_code() {
         let cases = [
             (r#"{}"#, ErrorCode::InvalidRedirectUri),
-            (
-                r#"{"redirect_uris":["javascript:alert(1)"]}"#,
-                ErrorCode::InvalidRedirectUri,
-            ),
+            (r#"{"redirect_uris":["javascript:alert(1)"]}"#, ErrorCode::InvalidRedirectUri),
             (
                 r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["password"]}"#,
                 ErrorCode::InvalidClientMetadata,

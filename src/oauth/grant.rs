@@ -43,10 +43,9 @@ struct Issue<'a> {
 /// RFC 8707 §2.2: a `resource` at the token endpoint must be the one granted.
 fn check_resource(params: &Params, granted: &str) -> Result<(), Error> {
     match params.get("resource") {
-        Some(r) if r.trim_end_matches('/') != granted => Err(Error::oauth(
-            ErrorCode::InvalidTarget,
-            "resource differs from the one this grant is for",
-        )),
+        Some(r) if r.trim_end_matches('/') != granted => {
+            Err(Error::oauth(ErrorCode::InvalidTarget, "resource differs from the one this grant is for"))
+        }
         _ => Ok(()),
     }
 }
@@ -61,10 +60,9 @@ pub async fn exchange(
     let may = |g: &str| grants.iter().any(|x| x == g);
     match params.get("grant_type") {
         None => Err(Error::invalid_request("grant_type is required")),
-        Some(g @ (GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN)) if !may(g) => Err(Error::oauth(
-            ErrorCode::UnauthorizedClient,
-            format!("the client did not register the {g} grant"),
-        )),
+        Some(g @ (GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN)) if !may(g) => {
+            Err(Error::oauth(ErrorCode::UnauthorizedClient, format!("the client did not register the {g} grant")))
+        }
         Some(GRANT_AUTHORIZATION_CODE) => authorization_code(app, client, params).await,
         Some(GRANT_REFRESH_TOKEN) => refresh(app, client, params).await,
         Some(_) => Err(Error::oauth(
@@ -79,9 +77,7 @@ async fn authorization_code(
     client: &crate::store::ClientRecord,
     params: &Params,
 ) -> Result<TokenResponse, Error> {
-    let code = params
-        .get("code")
-        .ok_or_else(|| Error::invalid_request("code is required"))?;
+    let code = params.get("code").ok_or_else(|| Error::invalid_request("code is required"))?;
     let tombstone = std::time::Duration::from_secs(app.config.tokens.refresh_token_ttl.min(86_400));
     let grant = match app.store.take_code(&digest(code), tombstone).await? {
         CodeTake::Fresh(grant) => grant,
@@ -94,28 +90,19 @@ async fn authorization_code(
             ));
         }
         CodeTake::Unknown => {
-            return Err(Error::invalid_grant(
-                "authorization code is invalid or expired",
-            ));
+            return Err(Error::invalid_grant("authorization code is invalid or expired"));
         }
     };
     if grant.client_id != client.client_id {
         tracing::warn!(audit = "code_wrong_client", auth = "failure", client_id = %client.client_id, "code presented by another client");
-        return Err(Error::invalid_grant(
-            "authorization code was issued to another client",
-        ));
+        return Err(Error::invalid_grant("authorization code was issued to another client"));
     }
     let presented = params.get("redirect_uri");
-    if (grant.redirect_uri_explicit || presented.is_some())
-        && presented != Some(grant.redirect_uri.as_str())
-    {
+    if (grant.redirect_uri_explicit || presented.is_some()) && presented != Some(grant.redirect_uri.as_str()) {
         // RFC 6749 §4.1.3: identical to the authorization request's redirect_uri.
-        return Err(Error::invalid_grant(
-            "redirect_uri differs from the authorization request",
-        ));
+        return Err(Error::invalid_grant("redirect_uri differs from the authorization request"));
     }
-    pkce::verify(params.get("code_verifier"), &grant.code_challenge)
-        .map_err(Error::invalid_grant)?;
+    pkce::verify(params.get("code_verifier"), &grant.code_challenge).map_err(Error::invalid_grant)?;
     check_resource(params, &grant.resource)?;
     issue(
         app,
@@ -126,25 +113,15 @@ async fn authorization_code(
             resource: &grant.resource,
             family_id: &grant.family_id,
             auth_time: grant.auth_time,
-            with_refresh: client
-                .metadata
-                .grant_types
-                .iter()
-                .any(|g| g == GRANT_REFRESH_TOKEN),
+            with_refresh: client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
         },
         "authorization_code",
     )
     .await
 }
 
-async fn refresh(
-    app: &AppState,
-    client: &crate::store::ClientRecord,
-    params: &Params,
-) -> Result<TokenResponse, Error> {
-    let token = params
-        .get("refresh_token")
-        .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
+async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &Params) -> Result<TokenResponse, Error> {
+    let token = params.get("refresh_token").ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
     let record: RefreshRecord = match app.store.take_refresh(&digest(token)).await? {
         RefreshTake::Fresh(r) => r,
         RefreshTake::Reused(r) => {
@@ -152,9 +129,7 @@ async fn refresh(
             // attacker, so the whole family goes.
             revoke_family(app, &r.family_id).await?;
             tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client.client_id, sub = %r.user.id, "refresh token reused; family revoked");
-            return Err(Error::invalid_grant(
-                "refresh token was already used; this login is revoked",
-            ));
+            return Err(Error::invalid_grant("refresh token was already used; this login is revoked"));
         }
         RefreshTake::Unknown => {
             return Err(Error::invalid_grant("refresh token is invalid or expired"));
@@ -164,9 +139,7 @@ async fn refresh(
         // SECURITY: a token in another client's hands has leaked: revoke its family.
         revoke_family(app, &record.family_id).await?;
         tracing::warn!(audit = "refresh_wrong_client", auth = "failure", client_id = %client.client_id, "refresh token presented by another client; family revoked");
-        return Err(Error::invalid_grant(
-            "refresh token was issued to another client",
-        ));
+        return Err(Error::invalid_grant("refresh token was issued to another client"));
     }
     match app.revocations.is_family_revoked(&record.family_id) {
         None => return Err(StoreError::Unavailable("revocation state not current".into()).into()),
@@ -174,8 +147,8 @@ async fn refresh(
         Some(false) => {}
     }
     check_resource(params, &record.resource)?;
-    let scope = scope::narrow(params.get("scope"), &record.scope)
-        .map_err(|e| Error::oauth(ErrorCode::InvalidScope, e))?;
+    let scope =
+        scope::narrow(params.get("scope"), &record.scope).map_err(|e| Error::oauth(ErrorCode::InvalidScope, e))?;
     issue(
         app,
         Issue {
@@ -194,28 +167,13 @@ async fn refresh(
 
 /// Revokes every token of a grant family (kept as long as a refresh token of it could live).
 pub async fn revoke_family(app: &AppState, family_id: &str) -> Result<(), Error> {
-    let until = now()
-        + app
-            .config
-            .tokens
-            .refresh_token_ttl
-            .max(app.config.tokens.access_token_ttl) as i64;
-    app.revocations
-        .revoke(
-            app.store.as_ref(),
-            RevocationTarget::Family(family_id.to_owned()),
-            until,
-        )
-        .await?;
+    let until = now() + app.config.tokens.refresh_token_ttl.max(app.config.tokens.access_token_ttl) as i64;
+    app.revocations.revoke(app.store.as_ref(), RevocationTarget::Family(family_id.to_owned()), until).await?;
     Ok(())
 }
 
 /// Signs the access token and stores a new refresh token.
-async fn issue(
-    app: &AppState,
-    what: Issue<'_>,
-    grant_type: &'static str,
-) -> Result<TokenResponse, Error> {
+async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Result<TokenResponse, Error> {
     let t = &app.config.tokens;
     let now = now();
     let claims = AccessClaims {

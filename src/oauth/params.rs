@@ -51,9 +51,6 @@ mod tests {
         assert_eq!(p.get("c"), Some("x y z"));
         assert!(Params::parse(b"a=1&a=2").unwrap_err().contains("repeated"));
         assert!(Params::parse(format!("a={}", "x".repeat(5000)).as_bytes()).is_err());
-        assert!(
-            Params::parse(b"%ff%fe=%00").is_ok(),
-            "lossy decoding never panics"
-        );
+        assert!(Params::parse(b"%ff%fe=%00").is_ok(), "lossy decoding never panics");
     }
 }

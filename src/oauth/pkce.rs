@@ -10,8 +10,7 @@ use super::secret::constant_time_eq;
 /// RFC 7636 §4.1: `code-verifier = 43*128unreserved`.
 fn is_valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// RFC 7636 §4.2: a S256 challenge is base64url(SHA-256) without padding: 43 characters.
@@ -26,10 +25,7 @@ pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Resu
         // RFC 7636 §4.3 would default to plain, which this server does not accept.
         None => return Err("code_challenge_method is required and must be S256".into()),
     }
-    let ok = challenge.len() == 43
-        && URL_SAFE_NO_PAD
-            .decode(challenge)
-            .is_ok_and(|d| d.len() == 32);
+    let ok = challenge.len() == 43 && URL_SAFE_NO_PAD.decode(challenge).is_ok_and(|d| d.len() == 32);
     if !ok {
         return Err("code_challenge is not a S256 challenge (43 base64url characters)".into());
     }

@@ -48,7 +48,10 @@ pub fn validate_registered(uri: &str) -> Result<(), String> {
         "https" => Ok(()),
         // SECURITY: plain http only to the user's own machine (RFC 8252 §7.3, OAuth 2.1 §2.3.1).
         "http" if url.host_str().is_some_and(is_loopback_host) => Ok(()),
-        "http" => Err("http redirect URIs are allowed only for loopback hosts (127.0.0.1, [::1], localhost); use https".into()),
+        "http" => {
+            Err("http redirect URIs are allowed only for loopback hosts (127.0.0.1, [::1], localhost); use https"
+                .into())
+        }
         s if FORBIDDEN_SCHEMES.contains(&s) => Err(format!("redirect URI scheme {s:?} is not allowed")),
         // RFC 8252 §7.1: private-use URI schemes of native apps (com.example.app:/cb, cursor://...).
         _ => Ok(()),
@@ -62,8 +65,7 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
         return Some(exact);
     }
     let p = Url::parse(presented).ok()?;
-    if p.scheme() != "http" || !p.host_str().is_some_and(is_loopback_host) || p.fragment().is_some()
-    {
+    if p.scheme() != "http" || !p.host_str().is_some_and(is_loopback_host) || p.fragment().is_some() {
         return None;
     }
     if !p.username().is_empty() || p.password().is_some() {
@@ -71,10 +73,7 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
     }
     registered.iter().map(String::as_str).find(|r| {
         Url::parse(r).is_ok_and(|r| {
-            r.scheme() == "http"
-                && r.host_str() == p.host_str()
-                && r.path() == p.path()
-                && r.query() == p.query()
+            r.scheme() == "http" && r.host_str() == p.host_str() && r.path() == p.path() && r.query() == p.query()
         })
     })
 }

@@ -8,19 +8,14 @@
 use serde_json::{Value, json};
 
 use super::client::{ClientMetadata, RegistrationRequest};
-use super::secret::{
-    ClientSecret, RegistrationToken, constant_time_eq, random_token, verify_digest,
-};
+use super::secret::{ClientSecret, RegistrationToken, constant_time_eq, random_token, verify_digest};
 use crate::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::store::{ClientRecord, RevocationTarget, now};
 
 /// The answer for every failed management authentication.
 fn not_authorized() -> Error {
-    Error::oauth(
-        ErrorCode::InvalidToken,
-        "unknown client or invalid registration access token",
-    )
+    Error::oauth(ErrorCode::InvalidToken, "unknown client or invalid registration access token")
 }
 
 /// RFC 7591 §3: when an initial access token is configured, registration requires it.
@@ -31,10 +26,7 @@ pub fn check_initial_token(app: &AppState, bearer: Option<&str>) -> Result<(), E
     }
     match bearer {
         Some(b) if constant_time_eq(b, expected) => Ok(()),
-        _ => Err(Error::oauth(
-            ErrorCode::InvalidToken,
-            "registration requires a valid initial access token",
-        )),
+        _ => Err(Error::oauth(ErrorCode::InvalidToken, "registration requires a valid initial access token")),
     }
 }
 
@@ -46,14 +38,9 @@ pub fn response(
     token: Option<&RegistrationToken>,
 ) -> Value {
     let mut body = serde_json::to_value(&record.metadata).unwrap_or_else(|_| json!({}));
-    let obj = body
-        .as_object_mut()
-        .expect("metadata serializes to an object");
+    let obj = body.as_object_mut().expect("metadata serializes to an object");
     obj.insert("client_id".into(), json!(record.client_id));
-    obj.insert(
-        "client_id_issued_at".into(),
-        json!(record.client_id_issued_at),
-    );
+    obj.insert("client_id_issued_at".into(), json!(record.client_id_issued_at));
     if let Some(s) = secret {
         obj.insert("client_secret".into(), json!(s.secret()));
     }
@@ -66,11 +53,7 @@ pub fn response(
     }
     obj.insert(
         "registration_client_uri".into(),
-        json!(format!(
-            "{}/register/{}",
-            app.config.base_url(),
-            record.client_id
-        )),
+        json!(format!("{}/register/{}", app.config.base_url(), record.client_id)),
     );
     body
 }
@@ -80,10 +63,7 @@ pub async fn register(
     app: &AppState,
     metadata: ClientMetadata,
 ) -> Result<(ClientRecord, Option<ClientSecret>, RegistrationToken), Error> {
-    let secret = metadata
-        .token_endpoint_auth_method
-        .is_confidential()
-        .then(ClientSecret::generate);
+    let secret = metadata.token_endpoint_auth_method.is_confidential().then(ClientSecret::generate);
     let token = RegistrationToken::generate();
     let record = ClientRecord {
         client_id: random_token(16),
@@ -112,10 +92,7 @@ pub async fn authorize_management(
     };
     let record = app.store.get_client(client_id).await?;
     // SECURITY: compare against a digest even for unknown clients, so both cases take as long.
-    let stored = record
-        .as_ref()
-        .map(|r| r.registration_token_hash.as_str())
-        .unwrap_or("-");
+    let stored = record.as_ref().map(|r| r.registration_token_hash.as_str()).unwrap_or("-");
     if !verify_digest(bearer, stored) {
         return Err(not_authorized());
     }
@@ -130,27 +107,17 @@ pub async fn update(
     req: RegistrationRequest,
 ) -> Result<(ClientRecord, Option<ClientSecret>), Error> {
     if req.client_id.as_deref() != Some(record.client_id.as_str()) {
-        return Err(Error::invalid_request(
-            "client_id in the body must equal the client's id",
-        ));
+        return Err(Error::invalid_request("client_id in the body must equal the client's id"));
     }
     if let Some(presented) = req.client_secret.as_deref() {
-        let ok = record
-            .secret_hash
-            .as_deref()
-            .is_some_and(|h| verify_digest(presented, h));
+        let ok = record.secret_hash.as_deref().is_some_and(|h| verify_digest(presented, h));
         if !ok {
-            return Err(Error::invalid_request(
-                "client_secret does not match the client's secret",
-            ));
+            return Err(Error::invalid_request("client_secret does not match the client's secret"));
         }
     }
     let metadata = req.validate(&app.config)?;
     let mut new_secret = None;
-    match (
-        metadata.token_endpoint_auth_method.is_confidential(),
-        record.secret_hash.is_some(),
-    ) {
+    match (metadata.token_endpoint_auth_method.is_confidential(), record.secret_hash.is_some()) {
         (true, false) => {
             let s = ClientSecret::generate();
             record.secret_hash = Some(s.digest());
@@ -170,13 +137,7 @@ pub async fn update(
 pub async fn delete(app: &AppState, record: &ClientRecord) -> Result<(), Error> {
     app.store.delete_client(&record.client_id).await?;
     let until = now() + app.config.tokens.access_token_ttl as i64;
-    app.revocations
-        .revoke(
-            app.store.as_ref(),
-            RevocationTarget::Client(record.client_id.clone()),
-            until,
-        )
-        .await?;
+    app.revocations.revoke(app.store.as_ref(), RevocationTarget::Client(record.client_id.clone()), until).await?;
     tracing::info!(audit = "client_deleted", client_id = %record.client_id, "client deleted; its tokens are revoked");
     Ok(())
 }

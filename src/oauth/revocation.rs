@@ -11,18 +11,13 @@ use crate::store::{ClientRecord, RevocationTarget, now};
 
 fn not_yours() -> Error {
     // RFC 7009 §2.1: a token of another client is refused.
-    Error::oauth(
-        ErrorCode::UnauthorizedClient,
-        "the token was not issued to this client",
-    )
+    Error::oauth(ErrorCode::UnauthorizedClient, "the token was not issued to this client")
 }
 
 /// RFC 7009 §2.1: revokes a refresh token (and its family: every token of that login) or an
 /// access token. Unknown and invalid tokens are answered like revoked ones (§2.2).
 pub async fn revoke(app: &AppState, client: &ClientRecord, params: &Params) -> Result<(), Error> {
-    let token = params
-        .get("token")
-        .ok_or_else(|| Error::invalid_request("token is required"))?;
+    let token = params.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
     if let Some(record) = app.store.get_refresh(&digest(token)).await? {
         if record.client_id != client.client_id {
             return Err(not_yours());
@@ -34,32 +29,18 @@ pub async fn revoke(app: &AppState, client: &ClientRecord, params: &Params) -> R
             return Err(not_yours());
         }
         if claims.exp > now() {
-            app.revocations
-                .revoke(
-                    app.store.as_ref(),
-                    RevocationTarget::Token(claims.jti),
-                    claims.exp,
-                )
-                .await?;
+            app.revocations.revoke(app.store.as_ref(), RevocationTarget::Token(claims.jti), claims.exp).await?;
         }
     }
     Ok(())
 }
 
 /// RFC 7662 §2.2: what the server knows of a token. Only confidential clients may ask.
-pub async fn introspect(
-    app: &AppState,
-    client: &ClientRecord,
-    params: &Params,
-) -> Result<Value, Error> {
+pub async fn introspect(app: &AppState, client: &ClientRecord, params: &Params) -> Result<Value, Error> {
     if client.secret_hash.is_none() {
-        return Err(Error::invalid_client(
-            "introspection requires a confidential client",
-        ));
+        return Err(Error::invalid_client("introspection requires a confidential client"));
     }
-    let token = params
-        .get("token")
-        .ok_or_else(|| Error::invalid_request("token is required"))?;
+    let token = params.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
     let inactive = json!({ "active": false });
     if let Some(r) = app.store.get_refresh(&digest(token)).await? {
         if app.revocations.is_family_revoked(&r.family_id) != Some(false) {

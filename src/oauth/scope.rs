@@ -2,9 +2,7 @@
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Splits a scope string into its tokens, rejecting malformed ones.
@@ -23,21 +21,10 @@ pub fn parse(scope: &str) -> Result<Vec<&str>, String> {
 
 /// What the server grants for a request: the requested scopes it supports; when none is left
 /// (or none was asked for), the defaults (RFC 6749 §3.3 lets the server narrow the request).
-pub fn grant(
-    requested: Option<&str>,
-    supported: &[String],
-    defaults: &[String],
-) -> Result<String, String> {
+pub fn grant(requested: Option<&str>, supported: &[String], defaults: &[String]) -> Result<String, String> {
     let requested = parse(requested.unwrap_or(""))?;
-    let granted: Vec<&str> = requested
-        .into_iter()
-        .filter(|s| supported.iter().any(|x| x == s))
-        .collect();
-    Ok(if granted.is_empty() {
-        defaults.join(" ")
-    } else {
-        granted.join(" ")
-    })
+    let granted: Vec<&str> = requested.into_iter().filter(|s| supported.iter().any(|x| x == s)).collect();
+    Ok(if granted.is_empty() { defaults.join(" ") } else { granted.join(" ") })
 }
 
 /// A refresh request may ask for a subset of the original grant (RFC 6749 §6).

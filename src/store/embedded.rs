@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, PendingAuthorization, RefreshRecord, RefreshTake,
-    Revocation, Store, StoreError, StoreResult, now,
+    ClientRecord, CodeGrant, CodeTake, PendingAuthorization, RefreshRecord, RefreshTake, Revocation, Store, StoreError,
+    StoreResult, now,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -65,8 +65,7 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
 }
 
 fn encode<T: Serialize>(value: &T, expires_at: Option<i64>) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(&Envelope { expires_at, value })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::to_vec(&Envelope { expires_at, value }).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<Envelope<T>> {
@@ -95,17 +94,10 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Database::create(path)
-            .map_err(|e| anyhow::anyhow!("cannot open store file {}: {e}", path.display()))?;
+        let db =
+            Database::create(path).map_err(|e| anyhow::anyhow!("cannot open store file {}: {e}", path.display()))?;
         let txn = db.begin_write()?;
-        for table in [
-            CLIENTS,
-            PENDING,
-            CODES,
-            CODE_TOMBSTONES,
-            REFRESH,
-            REVOCATIONS,
-        ] {
+        for table in [CLIENTS, PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS] {
             txn.open_table(table)?;
         }
         txn.commit()?;
@@ -150,11 +142,7 @@ impl EmbeddedStore {
     }
 
     /// Reads one live record.
-    async fn get<T: DeserializeOwned + Send + 'static>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> StoreResult<Option<T>> {
+    async fn get<T: DeserializeOwned + Send + 'static>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
         let db = self.db.clone();
         let key = key.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -167,30 +155,19 @@ impl EmbeddedStore {
     }
 
     /// Inserts or replaces one record.
-    async fn put<T: Serialize>(
-        &self,
-        table: Table,
-        key: &str,
-        value: &T,
-        expires_at: Option<i64>,
-    ) -> StoreResult<()> {
+    async fn put<T: Serialize>(&self, table: Table, key: &str, value: &T, expires_at: Option<i64>) -> StoreResult<()> {
         let bytes = encode(value, expires_at)?;
         let key = key.to_owned();
         self.write(move |txn| {
             let mut t = txn.open_table(table).map_err(unavailable)?;
-            t.insert(key.as_str(), bytes.as_slice())
-                .map_err(unavailable)?;
+            t.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
             Ok(())
         })
         .await
     }
 
     /// Removes one record and returns it if it was live.
-    async fn take<T: DeserializeOwned + Send + 'static>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> StoreResult<Option<T>> {
+    async fn take<T: DeserializeOwned + Send + 'static>(&self, table: Table, key: &str) -> StoreResult<Option<T>> {
         let key = key.to_owned();
         self.write(move |txn| {
             let mut t = txn.open_table(table).map_err(unavailable)?;
@@ -233,20 +210,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        Ok(self
-            .take::<ClientRecord>(CLIENTS, client_id)
-            .await?
-            .is_some())
+        Ok(self.take::<ClientRecord>(CLIENTS, client_id).await?.is_some())
     }
 
-    async fn put_pending(
-        &self,
-        id: &str,
-        pending: &PendingAuthorization,
-        ttl: Duration,
-    ) -> StoreResult<()> {
-        self.put(PENDING, id, pending, Some(expiry_after(ttl)))
-            .await
+    async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {
+        self.put(PENDING, id, pending, Some(expiry_after(ttl))).await
     }
 
     async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>> {
@@ -258,8 +226,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_code(&self, code_hash: &str, grant: &CodeGrant, ttl: Duration) -> StoreResult<()> {
-        self.put(CODES, code_hash, grant, Some(expiry_after(ttl)))
-            .await
+        self.put(CODES, code_hash, grant, Some(expiry_after(ttl))).await
     }
 
     async fn take_code(&self, code_hash: &str, tombstone_ttl: Duration) -> StoreResult<CodeTake> {
@@ -274,9 +241,7 @@ impl Store for EmbeddedStore {
             match taken {
                 Some(env) if env.live(now()) => {
                     let mark = encode(&env.value.family_id, Some(expiry_after(tombstone_ttl)))?;
-                    tombstones
-                        .insert(key.as_str(), mark.as_slice())
-                        .map_err(unavailable)?;
+                    tombstones.insert(key.as_str(), mark.as_slice()).map_err(unavailable)?;
                     Ok(CodeTake::Fresh(env.value))
                 }
                 _ => Ok(match read_live::<String>(&tombstones, &key)? {
@@ -289,12 +254,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()> {
-        let entry = RefreshEntry {
-            record: record.clone(),
-            rotated: false,
-        };
-        self.put(REFRESH, token_hash, &entry, Some(record.expires_at))
-            .await
+        let entry = RefreshEntry { record: record.clone(), rotated: false };
+        self.put(REFRESH, token_hash, &entry, Some(record.expires_at)).await
     }
 
     async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
@@ -316,18 +277,15 @@ impl Store for EmbeddedStore {
             // recognised as reuse rather than as an unknown token.
             entry.rotated = true;
             let bytes = encode(&entry, Some(entry.record.expires_at))?;
-            t.insert(key.as_str(), bytes.as_slice())
-                .map_err(unavailable)?;
+            t.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
             Ok(RefreshTake::Fresh(entry.record))
         })
         .await
     }
 
     async fn revoke(&self, revocation: &Revocation) -> StoreResult<()> {
-        let key = serde_json::to_string(&revocation.target)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.put(REVOCATIONS, &key, revocation, Some(revocation.expires_at))
-            .await
+        let key = serde_json::to_string(&revocation.target).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put(REVOCATIONS, &key, revocation, Some(revocation.expires_at)).await
     }
 
     async fn revocations(&self) -> StoreResult<Vec<Revocation>> {

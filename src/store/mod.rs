@@ -200,12 +200,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 
     /// Parks an authorization request under a random id for `ttl`.
-    async fn put_pending(
-        &self,
-        id: &str,
-        pending: &PendingAuthorization,
-        ttl: Duration,
-    ) -> StoreResult<()>;
+    async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()>;
     /// Reads a parked request without consuming it.
     async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>>;
     /// Removes and returns a parked request (atomic: one caller wins).
@@ -263,8 +258,5 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

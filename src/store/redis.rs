@@ -37,8 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{
-    self, AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    Script, TlsCertificates,
+    self, AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Script, TlsCertificates,
 };
 use deadpool_redis::{Manager, Pool, PoolError, Runtime, TimeoutType};
 use futures_util::StreamExt;
@@ -48,8 +47,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake,
-    Revocation, Store, StoreError, StoreResult, now,
+    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake, Revocation, Store,
+    StoreError, StoreResult, now,
 };
 use crate::config::StoreConfig;
 
@@ -188,10 +187,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // SECURITY: `Client`'s connection info holds the password; show only where and what.
-        f.debug_struct("RedisStore")
-            .field("target", &self.target)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("RedisStore").field("target", &self.target).field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
@@ -204,15 +200,15 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
 fn pool_error(err: PoolError) -> StoreError {
     match err {
         PoolError::Backend(e) => unavailable(e),
-        PoolError::Timeout(TimeoutType::Wait) => unavailable(format_args!(
-            "no free connection within {COMMAND_TIMEOUT:?}"
-        )),
+        PoolError::Timeout(TimeoutType::Wait) => {
+            unavailable(format_args!("no free connection within {COMMAND_TIMEOUT:?}"))
+        }
         PoolError::Timeout(TimeoutType::Create) => {
             unavailable(format_args!("no connection within {CONNECT_TIMEOUT:?}"))
         }
-        PoolError::Timeout(TimeoutType::Recycle) => unavailable(format_args!(
-            "no answer to the health check within {COMMAND_TIMEOUT:?}"
-        )),
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            unavailable(format_args!("no answer to the health check within {COMMAND_TIMEOUT:?}"))
+        }
         other => unavailable(other),
     }
 }
@@ -254,10 +250,9 @@ impl RedisStore {
     /// private CA) when set. `rediss://...#insecure` is refused (the insecure TLS feature is off).
     pub async fn connect(cfg: &StoreConfig) -> anyhow::Result<Self> {
         let ca = match &cfg.redis_ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("store.redis_ca_file {}: {e}", path.display()))?,
-            ),
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("store.redis_ca_file {}: {e}", path.display()))?)
+            }
             None => None,
         };
         Self::connect_with_root_ca(cfg, ca.as_deref()).await
@@ -265,31 +260,21 @@ impl RedisStore {
 
     /// [`RedisStore::connect`], trusting only the PEM certificates in `root_ca_pem` (instead of
     /// the built-in web PKI roots) for a `rediss://` URL.
-    async fn connect_with_root_ca(
-        cfg: &StoreConfig,
-        root_ca_pem: Option<&[u8]>,
-    ) -> anyhow::Result<Self> {
+    async fn connect_with_root_ca(cfg: &StoreConfig, root_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
         let mut info = cfg
             .redis_url
             .expose()
             .into_connection_info()
             .map_err(|e| anyhow::anyhow!("store.redis_url is not a usable Redis URL: {e}"))?;
         if info.redis_settings().password().is_none() && !cfg.redis_password.is_empty() {
-            let redis = info
-                .redis_settings()
-                .clone()
-                .set_password(cfg.redis_password.expose());
+            let redis = info.redis_settings().clone().set_password(cfg.redis_password.expose());
             info = info.set_redis_settings(redis);
         }
         let target = describe(&info);
         let client = match root_ca_pem {
-            Some(pem) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.to_vec()),
-                },
-            ),
+            Some(pem) => {
+                Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) })
+            }
             None => Client::open(info),
         }
         .map_err(|e| anyhow::anyhow!("Redis at {target}: {e}"))?;
@@ -310,13 +295,7 @@ impl RedisStore {
             .build()
             .map_err(|e| anyhow::anyhow!("Redis at {target}: {e}"))?;
 
-        let store = Self {
-            pool,
-            client,
-            prefix: cfg.key_prefix.clone(),
-            target,
-            scripts: Scripts::new(),
-        };
+        let store = Self { pool, client, prefix: cfg.key_prefix.clone(), target, scripts: Scripts::new() };
         // Start-up may include a TLS handshake on a cold connection: allow it the full
         // connection budget rather than the readiness probe's.
         store
@@ -331,21 +310,14 @@ impl RedisStore {
     async fn ping_within(&self, limit: Duration) -> StoreResult<()> {
         let answer = tokio::time::timeout(limit, async {
             let mut conn = self.conn().await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(unavailable)
+            redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(unavailable)
         })
         .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!("redis: no answer to PING within {limit:?}"))
-        })??;
+        .map_err(|_| StoreError::Unavailable(format!("redis: no answer to PING within {limit:?}")))??;
         if answer == "PONG" {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
-                "redis: unexpected PING answer {answer:?}"
-            )))
+            Err(StoreError::Unavailable(format!("redis: unexpected PING answer {answer:?}")))
         }
     }
 
@@ -372,27 +344,16 @@ impl RedisStore {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, kind: &str, id: &str) -> StoreResult<Option<T>> {
-        let raw: Option<String> = self
-            .query(redis::cmd("GET").arg(self.key(kind, id)))
-            .await?;
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(self.key(kind, id))).await?;
         raw.map(|json| decode(kind, &json)).transpose()
     }
 
     /// `SET key json PX ttl`; a zero TTL deletes the key instead (the record would be dead).
-    async fn put_json<T: Serialize>(
-        &self,
-        kind: &str,
-        id: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    async fn put_json<T: Serialize>(&self, kind: &str, id: &str, value: &T, ttl: Duration) -> StoreResult<()> {
         let json = encode(value)?;
         let key = self.key(kind, id);
         match ttl_millis(ttl) {
-            Some(ms) => {
-                self.query(redis::cmd("SET").arg(key).arg(json).arg("PX").arg(ms))
-                    .await
-            }
+            Some(ms) => self.query(redis::cmd("SET").arg(key).arg(json).arg("PX").arg(ms)).await,
             None => self.query(redis::cmd("DEL").arg(key)).await,
         }
     }
@@ -401,9 +362,7 @@ impl RedisStore {
 /// Splits a script's `{status, payload?}` answer.
 fn script_reply(reply: Vec<String>) -> StoreResult<(String, Option<String>)> {
     let mut it = reply.into_iter();
-    let status = it
-        .next()
-        .ok_or_else(|| StoreError::Unavailable("redis: empty script reply".into()))?;
+    let status = it.next().ok_or_else(|| StoreError::Unavailable("redis: empty script reply".into()))?;
     Ok((status, it.next()))
 }
 
@@ -415,12 +374,7 @@ fn payload(what: &str, payload: Option<String>) -> StoreResult<String> {
 impl Store for RedisStore {
     async fn put_client(&self, client: &ClientRecord) -> StoreResult<()> {
         let json = encode(client)?;
-        self.query(
-            redis::cmd("SET")
-                .arg(self.key("client", &client.client_id))
-                .arg(json),
-        )
-        .await
+        self.query(redis::cmd("SET").arg(self.key("client", &client.client_id)).arg(json)).await
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
@@ -428,18 +382,11 @@ impl Store for RedisStore {
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let n: u64 = self
-            .query(redis::cmd("DEL").arg(self.key("client", client_id)))
-            .await?;
+        let n: u64 = self.query(redis::cmd("DEL").arg(self.key("client", client_id))).await?;
         Ok(n > 0)
     }
 
-    async fn put_pending(
-        &self,
-        id: &str,
-        pending: &PendingAuthorization,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {
         self.put_json("pending", id, pending, ttl).await
     }
 
@@ -448,9 +395,7 @@ impl Store for RedisStore {
     }
 
     async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>> {
-        let raw: Option<String> = self
-            .query(redis::cmd("GETDEL").arg(self.key("pending", id)))
-            .await?;
+        let raw: Option<String> = self.query(redis::cmd("GETDEL").arg(self.key("pending", id))).await?;
         raw.map(|json| decode("pending", &json)).transpose()
     }
 
@@ -473,20 +418,11 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         let (status, data) = script_reply(reply)?;
         match status.as_str() {
-            "fresh" => Ok(CodeTake::Fresh(decode(
-                "code",
-                &payload("take_code", data)?,
-            )?)),
-            "replayed" => Ok(CodeTake::Replayed {
-                family_id: payload("take_code", data)?,
-            }),
+            "fresh" => Ok(CodeTake::Fresh(decode("code", &payload("take_code", data)?)?)),
+            "replayed" => Ok(CodeTake::Replayed { family_id: payload("take_code", data)? }),
             "unknown" => Ok(CodeTake::Unknown),
-            "corrupt" => Err(StoreError::Corrupt(
-                "code: not a JSON grant with a family_id".into(),
-            )),
-            other => Err(StoreError::Unavailable(format!(
-                "redis: unexpected take_code reply {other:?}"
-            ))),
+            "corrupt" => Err(StoreError::Corrupt("code: not a JSON grant with a family_id".into())),
+            other => Err(StoreError::Unavailable(format!("redis: unexpected take_code reply {other:?}"))),
         }
     }
 
@@ -499,12 +435,7 @@ impl Store for RedisStore {
         match u64::try_from(record.expires_at) {
             // Expires with the token itself (absolute time, so replicas agree).
             Ok(at) if record.expires_at > now() => {
-                pipe.cmd("SET")
-                    .arg(&key)
-                    .arg(json)
-                    .arg("EXAT")
-                    .arg(at)
-                    .ignore();
+                pipe.cmd("SET").arg(&key).arg(json).arg("EXAT").arg(at).ignore();
             }
             // Already dead: nothing to keep.
             _ => {
@@ -519,11 +450,7 @@ impl Store for RedisStore {
 
     async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
         let (raw, used): (Option<String>, Option<String>) = self
-            .query(
-                redis::cmd("MGET")
-                    .arg(self.key("refresh", token_hash))
-                    .arg(self.key("refresh_used", token_hash)),
-            )
+            .query(redis::cmd("MGET").arg(self.key("refresh", token_hash)).arg(self.key("refresh_used", token_hash)))
             .await?;
         // A rotated token is no longer a valid grant, only a reuse detector.
         match (raw, used) {
@@ -544,19 +471,11 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         let (status, data) = script_reply(reply)?;
         match status.as_str() {
-            "fresh" => Ok(RefreshTake::Fresh(decode(
-                "refresh",
-                &payload("take_refresh", data)?,
-            )?)),
-            "reused" => Ok(RefreshTake::Reused(decode(
-                "refresh",
-                &payload("take_refresh", data)?,
-            )?)),
+            "fresh" => Ok(RefreshTake::Fresh(decode("refresh", &payload("take_refresh", data)?)?)),
+            "reused" => Ok(RefreshTake::Reused(decode("refresh", &payload("take_refresh", data)?)?)),
             "unknown" => Ok(RefreshTake::Unknown),
             "corrupt" => Err(StoreError::Corrupt("refresh: not a JSON record".into())),
-            other => Err(StoreError::Unavailable(format!(
-                "redis: unexpected take_refresh reply {other:?}"
-            ))),
+            other => Err(StoreError::Unavailable(format!("redis: unexpected take_refresh reply {other:?}"))),
         }
     }
 
@@ -614,18 +533,8 @@ impl Store for RedisStore {
     /// Outside a Tokio runtime.
     fn revocation_feed(&self) -> Option<BoxStream<'static, FeedEvent>> {
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(run_feed(
-            self.client.clone(),
-            self.revocations_key(),
-            self.target.clone(),
-            tx,
-        ));
-        Some(
-            futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|event| (event, rx))
-            })
-            .boxed(),
-        )
+        tokio::spawn(run_feed(self.client.clone(), self.revocations_key(), self.target.clone(), tx));
+        Some(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|event| (event, rx)) }).boxed())
     }
 }
 
@@ -674,11 +583,7 @@ async fn run_feed(client: Client, channel: String, target: String, tx: mpsc::Sen
 /// One connection's life: connect, subscribe, announce `Connected`, relay messages, and ping
 /// now and then so that a silently dead connection is noticed. Returns how it ended and
 /// whether `Connected` was sent.
-async fn subscribe_once(
-    client: &Client,
-    channel: &str,
-    tx: &mpsc::Sender<FeedEvent>,
-) -> (FeedEnd, bool) {
+async fn subscribe_once(client: &Client, channel: &str, tx: &mpsc::Sender<FeedEvent>) -> (FeedEnd, bool) {
     let setup = async {
         let pubsub = client.get_async_pubsub().await?;
         let (mut sink, stream) = pubsub.split();

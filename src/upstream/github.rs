@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse, TokenUrl,
 };
 use serde::Deserialize;
 
@@ -54,10 +54,7 @@ enum HttpError {
 }
 
 /// Runs one `oauth2` request on our reqwest client (size-bounded).
-async fn send(
-    http: &reqwest::Client,
-    req: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, HttpError> {
+async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
     let res = http.execute(reqwest::Request::try_from(req)?).await?;
     let mut builder = oauth2::http::Response::builder().status(res.status());
     for (name, value) in res.headers() {
@@ -92,11 +89,7 @@ impl GithubProvider {
         scopes
     }
 
-    async fn api<T: for<'de> Deserialize<'de>>(
-        &self,
-        token: &str,
-        path: &str,
-    ) -> Result<T, UpstreamError> {
+    async fn api<T: for<'de> Deserialize<'de>>(&self, token: &str, path: &str) -> Result<T, UpstreamError> {
         let url = format!("{}{path}", self.cfg.api_url.trim_end_matches('/'));
         let res = self
             .http
@@ -106,21 +99,14 @@ impl GithubProvider {
             .header("X-GitHub-Api-Version", "2022-11-28")
             .send()
             .await
-            .map_err(|e| {
-                UpstreamError::Failed(format!(
-                    "GitHub API {path} unreachable: {}",
-                    e.without_url()
-                ))
-            })?;
+            .map_err(|e| UpstreamError::Failed(format!("GitHub API {path} unreachable: {}", e.without_url())))?;
         let status = res.status();
         if !status.is_success() {
-            return Err(UpstreamError::Failed(format!(
-                "GitHub API {path} answered {status}"
-            )));
+            return Err(UpstreamError::Failed(format!("GitHub API {path} answered {status}")));
         }
-        let body = read_bounded(res).await.ok_or_else(|| {
-            UpstreamError::Failed(format!("GitHub API {path}: response too large"))
-        })?;
+        let body = read_bounded(res)
+            .await
+            .ok_or_else(|| UpstreamError::Failed(format!("GitHub API {path}: response too large")))?;
         serde_json::from_slice(&body)
             .map_err(|_| UpstreamError::Failed(format!("GitHub API {path}: unexpected response")))
     }
@@ -137,15 +123,12 @@ impl IdentityProvider for GithubProvider {
     }
 
     fn authorize_url(&self, callback: &str, state: &str, pkce_verifier: &str) -> String {
-        let (Ok(auth), Ok(redirect)) = (
-            AuthUrl::new(self.cfg.authorize_url.clone()),
-            RedirectUrl::new(callback.to_owned()),
-        ) else {
+        let (Ok(auth), Ok(redirect)) =
+            (AuthUrl::new(self.cfg.authorize_url.clone()), RedirectUrl::new(callback.to_owned()))
+        else {
             return self.cfg.authorize_url.clone();
         };
-        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
-            pkce_verifier.to_owned(),
-        ));
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(pkce_verifier.to_owned()));
         let state = state.to_owned();
         let (url, _) = BasicClient::new(ClientId::new(self.cfg.client_id.clone()))
             .set_auth_uri(auth)
@@ -157,17 +140,10 @@ impl IdentityProvider for GithubProvider {
         url.into()
     }
 
-    async fn exchange(
-        &self,
-        callback: &str,
-        code: &str,
-        pkce_verifier: &str,
-    ) -> Result<User, UpstreamError> {
+    async fn exchange(&self, callback: &str, code: &str, pkce_verifier: &str) -> Result<User, UpstreamError> {
         let bad_config = |_| UpstreamError::Failed("GitHub URLs are misconfigured".into());
         let client = BasicClient::new(ClientId::new(self.cfg.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                self.cfg.client_secret.expose().to_owned(),
-            ))
+            .set_client_secret(ClientSecret::new(self.cfg.client_secret.expose().to_owned()))
             // GitHub documents the secret as a form parameter.
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(TokenUrl::new(self.cfg.token_url.clone()).map_err(bad_config)?)
@@ -193,19 +169,11 @@ impl IdentityProvider for GithubProvider {
             })?;
         let access = token.access_token().secret();
         let gh: GithubUser = self.api(access, "/user").await?;
-        let mut user = User {
-            id: gh.id.to_string(),
-            name: gh.login,
-            email: gh.email,
-            provider: "github".into(),
-        };
+        let mut user = User { id: gh.id.to_string(), name: gh.login, email: gh.email, provider: "github".into() };
         if user.email.is_none() {
             // Only with the user:email scope; a failure here is not fatal.
             if let Ok(emails) = self.api::<Vec<GithubEmail>>(access, "/user/emails").await {
-                user.email = emails
-                    .into_iter()
-                    .find(|e| e.primary && e.verified)
-                    .map(|e| e.email);
+                user.email = emails.into_iter().find(|e| e.primary && e.verified).map(|e| e.email);
             }
         }
         // Allowed when no list is set, or when on either list that is set.
@@ -216,15 +184,10 @@ impl IdentityProvider for GithubProvider {
         }
         if !allowed && !orgs.is_empty() {
             let member_of: Vec<GithubOrg> = self.api(access, "/user/orgs").await?;
-            allowed = member_of
-                .iter()
-                .any(|o| orgs.iter().any(|a| a.eq_ignore_ascii_case(&o.login)));
+            allowed = member_of.iter().any(|o| orgs.iter().any(|a| a.eq_ignore_ascii_case(&o.login)));
         }
         if !allowed {
-            return Err(UpstreamError::Denied(format!(
-                "GitHub user {} is not allowed",
-                user.name
-            )));
+            return Err(UpstreamError::Denied(format!("GitHub user {} is not allowed", user.name)));
         }
         Ok(user)
     }

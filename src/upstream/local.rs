@@ -41,36 +41,20 @@ impl LocalUsers {
             .users
             .iter()
             .map(|u| {
-                let e = Entry {
-                    username: u.username.clone(),
-                    hash: u.password_hash.clone(),
-                    email: u.email.clone(),
-                };
+                let e = Entry { username: u.username.clone(), hash: u.password_hash.clone(), email: u.email.clone() };
                 (u.username.to_lowercase(), e)
             })
             .collect();
         let dummy = hash_password("dummy password for timing equalisation").unwrap_or_default();
-        Self {
-            users: Arc::new(users),
-            dummy: Arc::new(dummy),
-        }
+        Self { users: Arc::new(users), dummy: Arc::new(dummy) }
     }
 
     /// Adds a user at run time (`serve --demo`).
-    pub fn with_user(
-        mut self,
-        username: &str,
-        password_hash: String,
-        email: Option<String>,
-    ) -> Self {
+    pub fn with_user(mut self, username: &str, password_hash: String, email: Option<String>) -> Self {
         let mut users = (*self.users).clone();
         users.insert(
             username.to_lowercase(),
-            Entry {
-                username: username.into(),
-                hash: SecretString::new(password_hash),
-                email,
-            },
+            Entry { username: username.into(), hash: SecretString::new(password_hash), email },
         );
         self.users = Arc::new(users);
         self
@@ -84,17 +68,10 @@ impl LocalUsers {
     /// Checks a name and password; the user on success.
     pub async fn authenticate(&self, username: &str, password: &str) -> Option<User> {
         let entry = self.users.get(&username.to_lowercase()).cloned();
-        let hash = entry
-            .as_ref()
-            .map(|e| e.hash.expose().to_owned())
-            .unwrap_or_else(|| (*self.dummy).clone());
+        let hash = entry.as_ref().map(|e| e.hash.expose().to_owned()).unwrap_or_else(|| (*self.dummy).clone());
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
+            PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         })
         .await
         .unwrap_or(false);
@@ -117,11 +94,7 @@ mod tests {
     async fn authenticate() {
         let hash = hash_password("correct horse").unwrap();
         let cfg = LocalConfig {
-            users: vec![LocalUser {
-                username: "Alice".into(),
-                password_hash: SecretString::new(hash),
-                email: None,
-            }],
+            users: vec![LocalUser { username: "Alice".into(), password_hash: SecretString::new(hash), email: None }],
         };
         let users = LocalUsers::from_config(&cfg);
         let u = users.authenticate("alice", "correct horse").await.unwrap();

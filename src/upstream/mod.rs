@@ -31,12 +31,7 @@ pub trait IdentityProvider: Send + Sync {
     /// Where to send the browser. `state` identifies the parked authorization request.
     fn authorize_url(&self, callback: &str, state: &str, pkce_verifier: &str) -> String;
     /// Redeems the provider's code and returns the allowed user.
-    async fn exchange(
-        &self,
-        callback: &str,
-        code: &str,
-        pkce_verifier: &str,
-    ) -> Result<User, UpstreamError>;
+    async fn exchange(&self, callback: &str, code: &str, pkce_verifier: &str) -> Result<User, UpstreamError>;
 }
 
 /// The identity providers configured.
@@ -52,23 +47,14 @@ impl Upstreams {
     pub fn from_config(config: &Config, http: reqwest::Client) -> Self {
         let mut redirect: Vec<Box<dyn IdentityProvider>> = Vec::new();
         if config.github.enabled() {
-            redirect.push(Box::new(github::GithubProvider::new(
-                config.github.clone(),
-                http,
-            )));
+            redirect.push(Box::new(github::GithubProvider::new(config.github.clone(), http)));
         }
-        Self {
-            redirect,
-            local: local::LocalUsers::from_config(&config.local),
-        }
+        Self { redirect, local: local::LocalUsers::from_config(&config.local) }
     }
 
     /// A redirect provider by id.
     pub fn provider(&self, id: &str) -> Option<&dyn IdentityProvider> {
-        self.redirect
-            .iter()
-            .find(|p| p.id() == id)
-            .map(|p| p.as_ref())
+        self.redirect.iter().find(|p| p.id() == id).map(|p| p.as_ref())
     }
 
     /// Whether anyone can log in at all.
@@ -79,8 +65,5 @@ impl Upstreams {
 
 /// Whether `user` is on `list` (ids or names, case-insensitive); an empty list allows all.
 pub fn listed(list: &[String], user: &User) -> bool {
-    list.is_empty()
-        || list
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(&user.id) || e.eq_ignore_ascii_case(&user.name))
+    list.is_empty() || list.iter().any(|e| e.eq_ignore_ascii_case(&user.id) || e.eq_ignore_ascii_case(&user.name))
 }

@@ -65,32 +65,18 @@ impl Dialect {
 
     /// The original request, from the forwarded headers of a trusted proxy.
     pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
-        let h = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         let own_host = h("host").unwrap_or("localhost");
         let trusted = self.is_trusted(req.peer_addr().map(|a| a.ip()));
         let (method, scheme, host, uri) = if trusted {
             (
                 h("x-forwarded-method").unwrap_or(req.method().as_str()),
-                h("x-forwarded-proto")
-                    .map(|p| p.split(',').next().unwrap_or(p).trim())
-                    .unwrap_or(&self.issuer_scheme),
-                h("x-forwarded-host")
-                    .map(|p| p.split(',').next().unwrap_or(p).trim())
-                    .unwrap_or(own_host),
+                h("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(&self.issuer_scheme),
+                h("x-forwarded-host").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(own_host),
                 h("x-forwarded-uri").unwrap_or("/"),
             )
         } else {
-            (
-                req.method().as_str(),
-                self.issuer_scheme.as_str(),
-                own_host,
-                "/",
-            )
+            (req.method().as_str(), self.issuer_scheme.as_str(), own_host, "/")
         };
         normalize(method, scheme, host, uri)
     }
@@ -127,9 +113,7 @@ impl Dialect {
             Decision::Unauthorized { resource, error } => {
                 let mut challenge = base_challenge(&resource);
                 if let Some(why) = error {
-                    challenge.push_str(&format!(
-                        ", error=\"invalid_token\", error_description=\"{why}\""
-                    ));
+                    challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
                 }
                 json_error(
                     StatusCode::UNAUTHORIZED,
@@ -138,22 +122,13 @@ impl Dialect {
                     error.unwrap_or("a bearer token is required"),
                 )
             }
-            Decision::Forbidden {
-                resource,
-                missing_scope: Some(scope),
-                description,
-            } => {
+            Decision::Forbidden { resource, missing_scope: Some(scope), description } => {
                 // RFC 6750 §3.1 + MCP step-up: say which scope would help.
                 let challenge = format!(
                     "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\", error_description=\"{description}\"",
                     resource.metadata_url()
                 );
-                json_error(
-                    StatusCode::FORBIDDEN,
-                    Some(challenge),
-                    "insufficient_scope",
-                    description,
-                )
+                json_error(StatusCode::FORBIDDEN, Some(challenge), "insufficient_scope", description)
             }
             Decision::Forbidden { description, .. } => {
                 json_error(StatusCode::FORBIDDEN, None, "access_denied", description)
@@ -171,8 +146,7 @@ impl Dialect {
                     "temporarily_unavailable",
                     "revocation state is not current; retry shortly",
                 );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 res
             }
         }
@@ -188,12 +162,7 @@ fn base_challenge(resource: &ProtectedResource) -> String {
     c
 }
 
-fn json_error(
-    status: StatusCode,
-    challenge: Option<String>,
-    error: &str,
-    description: &str,
-) -> HttpResponse {
+fn json_error(status: StatusCode, challenge: Option<String>, error: &str, description: &str) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.insert_header((header::WWW_AUTHENTICATE, c));
@@ -205,11 +174,7 @@ fn json_error(
 /// Canonical form of the original request: the URL parser percent-encodes what needs it and
 /// refuses hosts that are not hosts; what does not parse is judged as the root of `localhost`.
 fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
-    let scheme = if scheme.eq_ignore_ascii_case("http") {
-        "http"
-    } else {
-        "https"
-    };
+    let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
     let uri = if uri.starts_with('/') { uri } else { "/" };
     let parsed = Url::parse(&format!("{scheme}://{host}{uri}"))
         .ok()
@@ -223,20 +188,12 @@ fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalReque
         };
     };
     let origin = origin_of(&url);
-    let host = origin
-        .split_once("://")
-        .map(|(_, h)| h.to_owned())
-        .unwrap_or_default();
+    let host = origin.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or_default();
     let uri = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    OriginalRequest {
-        method: method.to_ascii_uppercase(),
-        scheme: scheme.into(),
-        host,
-        uri,
-    }
+    OriginalRequest { method: method.to_ascii_uppercase(), scheme: scheme.into(), host, uri }
 }
 
 #[cfg(test)]

@@ -88,12 +88,7 @@ pub enum Decision {
 struct UntilExp;
 
 impl moka::Expiry<Arc<str>, Arc<Verified>> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<Verified>,
-        _now: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Verified>, _now: Instant) -> Option<Duration> {
         let left = value.claims.exp - crate::store::now();
         Some(Duration::from_secs(left.max(0) as u64))
     }
@@ -126,10 +121,7 @@ impl Verifier {
     pub fn new(config: &Config, keys: Arc<Keys>, revocations: Arc<Revocations>) -> Self {
         Self {
             keys,
-            cache: Cache::builder()
-                .max_capacity(config.verify.cache_capacity)
-                .expire_after(UntilExp)
-                .build(),
+            cache: Cache::builder().max_capacity(config.verify.cache_capacity).expire_after(UntilExp).build(),
             revocations,
             resources: Resources::from_config(config),
             allow_preflight: config.verify.allow_preflight,
@@ -152,14 +144,10 @@ impl Verifier {
             }
         }
         let claims = self.keys.verify(token).map_err(|e| e.0)?;
-        let value =
-            |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
         let headers = vec![
             (H_USER_ID, value(&claims.sub)),
-            (
-                H_USER_NAME,
-                value(claims.preferred_username.as_deref().unwrap_or(&claims.sub)),
-            ),
+            (H_USER_NAME, value(claims.preferred_username.as_deref().unwrap_or(&claims.sub))),
             (H_USER_EMAIL, value(claims.email.as_deref().unwrap_or(""))),
             (H_CLIENT_ID, value(&claims.client_id)),
             (H_SCOPE, value(&claims.scope)),
@@ -174,48 +162,32 @@ impl Verifier {
         if self.allow_preflight && req.method.eq_ignore_ascii_case("OPTIONS") {
             return Decision::Allow(None);
         }
-        if self.allow_metadata
-            && req
-                .path()
-                .starts_with("/.well-known/oauth-protected-resource")
-        {
+        if self.allow_metadata && req.path().starts_with("/.well-known/oauth-protected-resource") {
             return Decision::Allow(None);
         }
         let Some(resource) = self.resources.for_request(req, &self.default_scopes) else {
             return Decision::NotProtected;
         };
         let Some(token) = bearer else {
-            return Decision::Unauthorized {
-                resource,
-                error: None,
-            };
+            return Decision::Unauthorized { resource, error: None };
         };
         let verified = match self.verified(token) {
             Ok(v) => v,
             Err(why) => {
-                return Decision::Unauthorized {
-                    resource,
-                    error: Some(why),
-                };
+                return Decision::Unauthorized { resource, error: Some(why) };
             }
         };
         let claims = &verified.claims;
         match self.revocations.is_revoked(claims) {
             None => return Decision::Unavailable,
             Some(true) => {
-                return Decision::Unauthorized {
-                    resource,
-                    error: Some("token revoked"),
-                };
+                return Decision::Unauthorized { resource, error: Some("token revoked") };
             }
             Some(false) => {}
         }
         if !resource.accepts_audience(&claims.aud) {
             // RFC 8707 / RFC 9068 §4: a token for another resource is not valid here.
-            return Decision::Unauthorized {
-                resource,
-                error: Some("token is for another resource (aud)"),
-            };
+            return Decision::Unauthorized { resource, error: Some("token is for another resource (aud)") };
         }
         if !resource.allows_user(claims) {
             return Decision::Forbidden {

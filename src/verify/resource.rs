@@ -35,11 +35,7 @@ pub struct ProtectedResource {
 
 /// Segment-aware prefix: `/mcp` covers `/mcp` and `/mcp/x`, not `/mcpx`.
 fn covers(prefix: &str, path: &str) -> bool {
-    prefix.is_empty()
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `scheme://host[:port]` of a URL, with the default port dropped.
@@ -66,10 +62,7 @@ impl ProtectedResource {
 
     /// RFC 9728 §3.1: the metadata URL, the well-known prefix inserted before the path.
     pub fn metadata_url(&self) -> String {
-        format!(
-            "{}/.well-known/oauth-protected-resource{}",
-            self.origin, self.path
-        )
+        format!("{}/.well-known/oauth-protected-resource{}", self.origin, self.path)
     }
 
     /// The `resource` value of its metadata: the URL as configured, or derived.
@@ -95,10 +88,7 @@ impl ProtectedResource {
         self.allowed_users.is_empty()
             || self.allowed_users.iter().any(|u| {
                 u.eq_ignore_ascii_case(&claims.sub)
-                    || claims
-                        .preferred_username
-                        .as_deref()
-                        .is_some_and(|n| u.eq_ignore_ascii_case(n))
+                    || claims.preferred_username.as_deref().is_some_and(|n| u.eq_ignore_ascii_case(n))
             })
     }
 }
@@ -117,11 +107,7 @@ impl Resources {
             .iter()
             .filter_map(|r| {
                 let url = Url::parse(&r.url).ok()?;
-                let scopes = if r.scopes.is_empty() {
-                    config.oauth.scopes_supported.clone()
-                } else {
-                    r.scopes.clone()
-                };
+                let scopes = if r.scopes.is_empty() { config.oauth.scopes_supported.clone() } else { r.scopes.clone() };
                 let mut res = ProtectedResource::new(origin_of(&url), url.path(), scopes);
                 res.required_scopes = r.required_scopes.clone();
                 res.allowed_users = r.allowed_users.iter().map(|u| u.to_lowercase()).collect();
@@ -140,45 +126,21 @@ impl Resources {
     }
 
     /// The resource a request is for; `None` when resources are configured and none matches.
-    pub fn for_request(
-        &self,
-        req: &OriginalRequest,
-        default_scope: &[String],
-    ) -> Option<Arc<ProtectedResource>> {
+    pub fn for_request(&self, req: &OriginalRequest, default_scope: &[String]) -> Option<Arc<ProtectedResource>> {
         let origin = req.origin();
         if self.list.is_empty() {
-            return Some(Arc::new(ProtectedResource::new(
-                origin,
-                req.path(),
-                default_scope.to_vec(),
-            )));
+            return Some(Arc::new(ProtectedResource::new(origin, req.path(), default_scope.to_vec())));
         }
-        self.list
-            .iter()
-            .find(|r| r.origin == origin && covers(&r.path, req.path()))
-            .cloned()
+        self.list.iter().find(|r| r.origin == origin && covers(&r.path, req.path())).cloned()
     }
 
     /// The resource whose metadata lives at `origin` + well-known + `path` (RFC 9728 §3.1).
-    pub fn for_metadata(
-        &self,
-        origin: &str,
-        path: &str,
-        default_scope: &[String],
-    ) -> Option<Arc<ProtectedResource>> {
+    pub fn for_metadata(&self, origin: &str, path: &str, default_scope: &[String]) -> Option<Arc<ProtectedResource>> {
         let path = path.trim_end_matches('/');
         if self.list.is_empty() {
-            return Some(Arc::new(ProtectedResource::new(
-                origin.to_owned(),
-                path,
-                default_scope.to_vec(),
-            )));
+            return Some(Arc::new(ProtectedResource::new(origin.to_owned(), path, default_scope.to_vec())));
         }
-        if let Some(exact) = self
-            .list
-            .iter()
-            .find(|r| r.origin == origin && r.path == path)
-        {
+        if let Some(exact) = self.list.iter().find(|r| r.origin == origin && r.path == path) {
             return Some(exact.clone());
         }
         // The root form on an origin with a single resource names that resource (clients fall
@@ -203,21 +165,12 @@ mod tests {
     use crate::config::ResourceConfig;
 
     fn req(host: &str, uri: &str) -> OriginalRequest {
-        OriginalRequest {
-            method: "POST".into(),
-            scheme: "https".into(),
-            host: host.into(),
-            uri: uri.into(),
-        }
+        OriginalRequest { method: "POST".into(), scheme: "https".into(), host: host.into(), uri: uri.into() }
     }
 
     fn configured() -> Resources {
         let mut c = Config::default();
-        for url in [
-            "https://mcp.example.com/mcp",
-            "https://mcp.example.com/mcp/admin",
-            "https://other.example.com/",
-        ] {
+        for url in ["https://mcp.example.com/mcp", "https://mcp.example.com/mcp/admin", "https://other.example.com/"] {
             c.resources.push(ResourceConfig {
                 url: url.into(),
                 scopes: vec![],
@@ -232,38 +185,18 @@ mod tests {
     fn configured_matching_is_segment_aware_and_most_specific() {
         let r = configured();
         let d = vec!["mcp".to_string()];
+        assert_eq!(r.for_request(&req("mcp.example.com", "/mcp"), &d).unwrap().url, "https://mcp.example.com/mcp");
         assert_eq!(
-            r.for_request(&req("mcp.example.com", "/mcp"), &d)
-                .unwrap()
-                .url,
+            r.for_request(&req("mcp.example.com", "/mcp/x?y=1"), &d).unwrap().url,
             "https://mcp.example.com/mcp"
         );
         assert_eq!(
-            r.for_request(&req("mcp.example.com", "/mcp/x?y=1"), &d)
-                .unwrap()
-                .url,
-            "https://mcp.example.com/mcp"
-        );
-        assert_eq!(
-            r.for_request(&req("mcp.example.com", "/mcp/admin/a"), &d)
-                .unwrap()
-                .url,
+            r.for_request(&req("mcp.example.com", "/mcp/admin/a"), &d).unwrap().url,
             "https://mcp.example.com/mcp/admin"
         );
-        assert!(
-            r.for_request(&req("mcp.example.com", "/mcpx"), &d)
-                .is_none()
-        );
-        assert!(
-            r.for_request(&req("evil.example.com", "/mcp"), &d)
-                .is_none()
-        );
-        assert_eq!(
-            r.for_request(&req("other.example.com", "/anything"), &d)
-                .unwrap()
-                .url,
-            "https://other.example.com"
-        );
+        assert!(r.for_request(&req("mcp.example.com", "/mcpx"), &d).is_none());
+        assert!(r.for_request(&req("evil.example.com", "/mcp"), &d).is_none());
+        assert_eq!(r.for_request(&req("other.example.com", "/anything"), &d).unwrap().url, "https://other.example.com");
         assert!(r.is_known("https://mcp.example.com/mcp/"));
         assert!(!r.is_known("https://mcp.example.com/mc"));
     }
@@ -277,13 +210,8 @@ mod tests {
         assert!(!mcp.accepts_audience("https://mcp.example.com/mcp/admin"));
         assert!(!mcp.accepts_audience("https://other.example.com"));
         let dynamic = Resources::default();
-        let res = dynamic
-            .for_request(&req("h.example", "/mcp/sub"), &d)
-            .unwrap();
-        assert_eq!(
-            res.metadata_url(),
-            "https://h.example/.well-known/oauth-protected-resource/mcp/sub"
-        );
+        let res = dynamic.for_request(&req("h.example", "/mcp/sub"), &d).unwrap();
+        assert_eq!(res.metadata_url(), "https://h.example/.well-known/oauth-protected-resource/mcp/sub");
         assert!(res.accepts_audience("https://h.example/mcp"));
         assert!(res.accepts_audience("https://h.example/"));
         assert!(!res.accepts_audience("https://h.example/mc"));

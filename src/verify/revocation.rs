@@ -45,12 +45,7 @@ impl Set {
     }
 
     fn prune(&mut self, now: i64) {
-        for map in [
-            &mut self.tokens,
-            &mut self.families,
-            &mut self.clients,
-            &mut self.users,
-        ] {
+        for map in [&mut self.tokens, &mut self.families, &mut self.clients, &mut self.users] {
             map.retain(|_, (_, exp)| *exp > now);
         }
     }
@@ -112,17 +107,8 @@ impl Revocations {
     }
 
     /// Records a revocation in the store and applies it here at once.
-    pub async fn revoke(
-        &self,
-        store: &dyn Store,
-        target: RevocationTarget,
-        expires_at: i64,
-    ) -> StoreResult<()> {
-        let rev = Revocation {
-            target,
-            revoked_at: now(),
-            expires_at,
-        };
+    pub async fn revoke(&self, store: &dyn Store, target: RevocationTarget, expires_at: i64) -> StoreResult<()> {
+        let rev = Revocation { target, revoked_at: now(), expires_at };
         store.revoke(&rev).await?;
         self.apply(&rev);
         tracing::info!(audit = "revocation", target = ?rev.target, "revoked");
@@ -148,9 +134,7 @@ impl Revocations {
                     FeedEvent::Revoked(rev) => this.apply(&rev),
                     FeedEvent::Disconnected => {
                         this.current.store(false, Ordering::Release);
-                        tracing::warn!(
-                            "revocation feed lost; /verify fails closed until it is back"
-                        );
+                        tracing::warn!("revocation feed lost; /verify fails closed until it is back");
                     }
                 }
             }
@@ -187,29 +171,13 @@ mod tests {
         assert_eq!(r.is_revoked(&claims(now)), None, "not loaded yet: unknown");
         r.current.store(true, Ordering::Release);
         assert_eq!(r.is_revoked(&claims(now)), Some(false));
-        r.apply(&Revocation {
-            target: RevocationTarget::Client("c1".into()),
-            revoked_at: now,
-            expires_at: now + 10,
-        });
+        r.apply(&Revocation { target: RevocationTarget::Client("c1".into()), revoked_at: now, expires_at: now + 10 });
         assert_eq!(r.is_revoked(&claims(now)), Some(true));
-        assert_eq!(
-            r.is_revoked(&claims(now + 1)),
-            Some(false),
-            "issued after the client revocation"
-        );
-        r.apply(&Revocation {
-            target: RevocationTarget::Family("f1".into()),
-            revoked_at: now,
-            expires_at: now + 10,
-        });
+        assert_eq!(r.is_revoked(&claims(now + 1)), Some(false), "issued after the client revocation");
+        r.apply(&Revocation { target: RevocationTarget::Family("f1".into()), revoked_at: now, expires_at: now + 10 });
         assert_eq!(r.is_revoked(&claims(now + 1)), Some(true));
         assert_eq!(r.is_family_revoked("f1"), Some(true));
-        r.apply(&Revocation {
-            target: RevocationTarget::Token("old".into()),
-            revoked_at: now,
-            expires_at: now - 1,
-        });
+        r.apply(&Revocation { target: RevocationTarget::Token("old".into()), revoked_at: now, expires_at: now - 1 });
         assert!(!r.set.read().unwrap().tokens.contains_key("old"));
     }
 }

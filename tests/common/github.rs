@@ -51,43 +51,21 @@ fn random() -> String {
     mcp_authd::oauth::secret::random_token(16)
 }
 
-async fn authorize(
-    state: web::Data<Arc<Mutex<State>>>,
-    q: web::Query<HashMap<String, String>>,
-) -> HttpResponse {
+async fn authorize(state: web::Data<Arc<Mutex<State>>>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
     let mut st = state.lock().unwrap();
-    assert_eq!(
-        q.get("client_id").map(String::as_str),
-        Some(CLIENT_ID),
-        "client_id sent to GitHub"
-    );
-    assert_eq!(
-        q.get("code_challenge_method").map(String::as_str),
-        Some("S256"),
-        "mcp-authd uses PKCE upstream"
-    );
+    assert_eq!(q.get("client_id").map(String::as_str), Some(CLIENT_ID), "client_id sent to GitHub");
+    assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"), "mcp-authd uses PKCE upstream");
     let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
     let code = random();
-    st.codes.insert(
-        code.clone(),
-        (
-            q.get("code_challenge").cloned().unwrap_or_default(),
-            redirect.clone(),
-        ),
-    );
+    st.codes.insert(code.clone(), (q.get("code_challenge").cloned().unwrap_or_default(), redirect.clone()));
     let mut url = url::Url::parse(&redirect).unwrap();
     url.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", q.get("state").map(String::as_str).unwrap_or(""));
-    HttpResponse::Found()
-        .insert_header(("Location", url.to_string()))
-        .finish()
+    HttpResponse::Found().insert_header(("Location", url.to_string())).finish()
 }
 
-async fn access_token(
-    state: web::Data<Arc<Mutex<State>>>,
-    form: web::Form<HashMap<String, String>>,
-) -> HttpResponse {
+async fn access_token(state: web::Data<Arc<Mutex<State>>>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
     let mut st = state.lock().unwrap();
     st.exchanges += 1;
     let err = |e: &str| HttpResponse::Ok().json(json!({ "error": e }));
@@ -111,23 +89,18 @@ async fn access_token(
     };
     let token = format!("gho_{}", random());
     st.tokens.insert(token.clone(), user);
-    HttpResponse::Ok().json(
-        json!({ "access_token": token, "token_type": "bearer", "scope": "read:user,user:email" }),
-    )
+    HttpResponse::Ok().json(json!({ "access_token": token, "token_type": "bearer", "scope": "read:user,user:email" }))
 }
 
 fn user_of(state: &Mutex<State>, req: &HttpRequest) -> Option<GhUser> {
     let auth = req.headers().get("authorization")?.to_str().ok()?;
-    let token = auth
-        .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("token "))?;
+    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token "))?;
     state.lock().unwrap().tokens.get(token).cloned()
 }
 
 async fn api_user(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> HttpResponse {
     match user_of(&state, &req) {
-        Some(u) => HttpResponse::Ok()
-            .json(json!({ "id": u.id, "login": u.login, "email": u.email, "name": null })),
+        Some(u) => HttpResponse::Ok().json(json!({ "id": u.id, "login": u.login, "email": u.email, "name": null })),
         None => HttpResponse::Unauthorized().json(json!({ "message": "Bad credentials" })),
     }
 }
@@ -144,12 +117,7 @@ async fn api_emails(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> Ht
 
 async fn api_orgs(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> HttpResponse {
     match user_of(&state, &req) {
-        Some(u) => HttpResponse::Ok().json(
-            u.orgs
-                .iter()
-                .map(|o| json!({ "login": o }))
-                .collect::<Vec<_>>(),
-        ),
+        Some(u) => HttpResponse::Ok().json(u.orgs.iter().map(|o| json!({ "login": o })).collect::<Vec<_>>()),
         None => HttpResponse::Unauthorized().json(json!({ "message": "Bad credentials" })),
     }
 }
@@ -157,10 +125,7 @@ async fn api_orgs(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> Http
 impl GithubStandIn {
     /// Starts on a free loopback port, with `user` signed in.
     pub fn start(user: GhUser) -> Self {
-        let state = Arc::new(Mutex::new(State {
-            user: Some(user),
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(State { user: Some(user), ..State::default() }));
         let data = web::Data::new(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -186,11 +151,7 @@ impl GithubStandIn {
             });
         });
         let handle = rx.recv().unwrap();
-        Self {
-            base,
-            state,
-            handle,
-        }
+        Self { base, state, handle }
     }
 
     /// The `[github]` configuration pointing mcp-authd here (the GitHub Enterprise settings).

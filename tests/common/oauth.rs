@@ -15,10 +15,7 @@ pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 
 /// An HTTP client that does not follow redirects.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// A registered client.
@@ -36,21 +33,13 @@ pub struct Registered {
 
 /// Registers a client with `body`; panics unless 201.
 pub async fn register(s: &Server, body: Value) -> Registered {
-    let res = http()
-        .post(s.url("/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = http().post(s.url("/register")).json(&body).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
     Registered {
         id: body["client_id"].as_str().unwrap().to_owned(),
         secret: body["client_secret"].as_str().map(str::to_owned),
-        registration_token: body["registration_access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
+        registration_token: body["registration_access_token"].as_str().unwrap().to_owned(),
         body,
     }
 }
@@ -96,20 +85,11 @@ pub struct Pkce {
 pub fn pkce() -> Pkce {
     let verifier = mcp_authd::oauth::secret::random_token(48);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
-    }
+    Pkce { verifier, challenge }
 }
 
 /// The authorization URL for `client`, with S256 PKCE, state and resource.
-pub fn authorize_url(
-    s: &Server,
-    client_id: &str,
-    redirect: &str,
-    challenge: &str,
-    resource: &str,
-) -> String {
+pub fn authorize_url(s: &Server, client_id: &str, redirect: &str, challenge: &str, resource: &str) -> String {
     let mut url = url::Url::parse(&s.url("/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -125,32 +105,18 @@ pub fn authorize_url(
 
 /// The `Set-Cookie` name=value of a response.
 pub fn cookie_of(res: &reqwest::Response) -> String {
-    let raw = res
-        .headers()
-        .get("set-cookie")
-        .expect("a Set-Cookie header")
-        .to_str()
-        .unwrap();
+    let raw = res.headers().get("set-cookie").expect("a Set-Cookie header").to_str().unwrap();
     raw.split(';').next().unwrap().to_owned()
 }
 
 /// `Location` of a redirect.
 pub fn location(res: &reqwest::Response) -> String {
-    res.headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .unwrap()
-        .to_owned()
+    res.headers().get("location").expect("a Location header").to_str().unwrap().to_owned()
 }
 
 /// Query parameter `name` of `url`.
 pub fn param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// Follows an authorization URL through the local login form as `user`; returns the final
@@ -158,40 +124,23 @@ pub fn param(url: &str, name: &str) -> Option<String> {
 pub async fn login_local(s: &Server, authorize: &str, user: &str, password: &str) -> String {
     let http = http();
     let res = http.get(authorize).send().await.unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::FOUND,
-        "authorize redirects to the login page"
-    );
+    assert_eq!(res.status(), StatusCode::FOUND, "authorize redirects to the login page");
     let cookie = cookie_of(&res);
     let login = location(&res);
     assert!(login.starts_with(&s.url("/login?session=")), "{login}");
     let session = param(&login, "session").unwrap();
-    let page = http
-        .get(&login)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = http.get(&login).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("name=\"password\""), "login form shown");
     let res = http
         .post(s.url("/login"))
         .header("cookie", &cookie)
-        .form(&[
-            ("session", session.as_str()),
-            ("username", user),
-            ("password", password),
-        ])
+        .form(&[("session", session.as_str()), ("username", user), ("password", password)])
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::SEE_OTHER,
-        "login redirects back to the client"
-    );
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "login redirects back to the client");
     location(&res)
 }
 
@@ -211,21 +160,9 @@ pub async fn login_github(s: &Server, authorize: &str) -> String {
     let res = http.get(&upstream).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FOUND);
     let callback = location(&res);
-    assert!(
-        callback.starts_with(&s.url("/callback/github?")),
-        "{callback}"
-    );
-    let res = http
-        .get(&callback)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::FOUND,
-        "callback redirects to the client"
-    );
+    assert!(callback.starts_with(&s.url("/callback/github?")), "{callback}");
+    let res = http.get(&callback).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND, "callback redirects to the client");
     location(&res)
 }
 
@@ -238,10 +175,7 @@ pub async fn post_form(
 ) -> (StatusCode, Value) {
     let mut req = http().post(s.url(path)).form(form);
     if let Some((id, secret)) = basic {
-        req = req.header(
-            "authorization",
-            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
-        );
+        req = req.header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
     }
     let res = req.send().await.unwrap();
     let status = res.status();
@@ -249,14 +183,21 @@ pub async fn post_form(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// A refresh-token grant by a public client.
+pub async fn refresh(s: &Server, client_id: &str, refresh_token: &str) -> (StatusCode, Value) {
+    post_form(
+        s,
+        "/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)],
+        None,
+    )
+    .await
+}
+
 /// Logs alice in for `client` and redeems the code; returns the token response.
 pub async fn tokens_for(s: &Server, client: &Registered, resource: &str) -> Value {
     let p = pkce();
-    let back = login_alice(
-        s,
-        &authorize_url(s, &client.id, REDIRECT, &p.challenge, resource),
-    )
-    .await;
+    let back = login_alice(s, &authorize_url(s, &client.id, REDIRECT, &p.challenge, resource)).await;
     let code = param(&back, "code").expect("a code");
     let (status, body) = post_form(
         s,

@@ -61,10 +61,7 @@ impl RedisServer {
     }
 
     fn launch(args: &[&str], tls: bool) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("redis-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("redis-test-").tempdir().expect("temp dir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         // Another test may grab the port between our probe and redis' bind: try a few.
         let mut last_log = String::new();
@@ -113,13 +110,8 @@ impl RedisServer {
                     return;
                 }
                 // The old listening socket may linger for a moment.
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(log) => panic!(
-                    "redis-server did not restart on port {}; its log:\n{log}",
-                    self.port
-                ),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(log) => panic!("redis-server did not restart on port {}; its log:\n{log}", self.port),
             }
         }
     }
@@ -140,12 +132,7 @@ fn spawn_and_wait(dir: &Path, port: u16, tls: bool, args: &[String]) -> Result<C
         .args(["--tls-port", &tls_port.to_string()])
         .args(["--save", "", "--appendonly", "no"])
         .args(["--dir", &dir.display().to_string()])
-        .args([
-            "--unixsocket",
-            &socket.display().to_string(),
-            "--unixsocketperm",
-            "700",
-        ])
+        .args(["--unixsocket", &socket.display().to_string(), "--unixsocketperm", "700"])
         .args(["--logfile", &log.display().to_string()])
         .args(["--daemonize", "no"])
         .args(args)
@@ -167,10 +154,7 @@ fn spawn_and_wait(dir: &Path, port: u16, tls: bool, args: &[String]) -> Result<C
             if let Some(mut err) = child.stderr.take() {
                 let _ = err.read_to_string(&mut stderr);
             }
-            return Err(format!(
-                "redis-server exited with {status}\n{stderr}{}",
-                read_log()
-            ));
+            return Err(format!("redis-server exited with {status}\n{stderr}{}", read_log()));
         }
         if ping_unix(&socket) {
             return Ok(child);
@@ -178,10 +162,7 @@ fn spawn_and_wait(dir: &Path, port: u16, tls: bool, args: &[String]) -> Result<C
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "no answer to PING within {START_TIMEOUT:?}\n{}",
-                read_log()
-            ));
+            return Err(format!("no answer to PING within {START_TIMEOUT:?}\n{}", read_log()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -195,11 +176,7 @@ impl Drop for RedisServer {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("addr").port()
 }
 
 /// Whether a server answers `PING` on `socket` (`-NOAUTH` counts: it is up, just locked).

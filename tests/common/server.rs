@@ -18,11 +18,7 @@ pub const OTHER_RESOURCE: &str = "https://other.example.com/mcp";
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `GET /health` answers 200 (plain HTTP/1.0 over a socket, no client library needed).
@@ -32,9 +28,7 @@ fn health_ok(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
         return false;
     }
     let mut buf = [0u8; 12];
@@ -94,14 +88,7 @@ impl Server {
         }
         toml.push_str(&opts.toml);
         std::fs::write(dir.path().join("mcp-authd.toml"), toml).unwrap();
-        let mut server = Self {
-            port,
-            base,
-            dir,
-            child: None,
-            env: opts.env,
-            starts: 0,
-        };
+        let mut server = Self { port, base, dir, child: None, env: opts.env, starts: 0 };
         server.spawn();
         server
     }
@@ -138,11 +125,7 @@ impl Server {
             if health_ok(self.port) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "mcp-authd did not become healthy:\n{}",
-                self.logs()
-            );
+            assert!(Instant::now() < deadline, "mcp-authd did not become healthy:\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -150,9 +133,7 @@ impl Server {
     /// Stops with SIGTERM (graceful) and waits for the exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(35);
             while child.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
@@ -174,10 +155,7 @@ impl Server {
     /// Everything the server wrote so far, across restarts.
     pub fn logs(&self) -> String {
         (1..=self.starts)
-            .map(|i| {
-                std::fs::read_to_string(self.dir.path().join(format!("server-{i}.log")))
-                    .unwrap_or_default()
-            })
+            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("server-{i}.log"))).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -197,11 +175,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "token mint failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "token mint failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
