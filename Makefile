@@ -22,15 +22,19 @@ release: ## Release build of the server
 run: release ## Build and start on http://localhost:8080 (embedded store, demo user; MCP_AUTHD_DEMO_PASSWORD to choose its password)
 	$(BIN_RELEASE) serve --demo
 
-test-deps: ## Install what the tests need (redis-server, openssl) if missing
+test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy (apt); real stdio MCP servers (PyPI, npm)
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi; \
-	command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests and could not be installed" >&2; exit 1; }
+	for tool in redis-server openssl caddy; do \
+		command -v $$tool >/dev/null 2>&1 || { echo "$$tool is required for the tests and could not be installed" >&2; exit 1; }; \
+	done
+	@examples/stdio-proxy/tests/install-peers.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all --check
