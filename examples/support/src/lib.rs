@@ -54,7 +54,10 @@ impl Listen {
 /// `RUST_LOG`-filtered logs to stderr (`LOG_FORMAT=json` for JSON), so stdout stays free.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A closed stderr (a pipe whose reader went away) must not panic the task that logs:
+    // tracing-subscriber reports its own write errors with eprintln!, which panics then.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {
@@ -76,8 +79,9 @@ pub async fn serve(listen: &Listen, app: Router, shutdown: CancellationToken) ->
     let stop = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        // Cancel before logging, so shutdown happens even if logging fails.
         stop.cancel();
+        tracing::info!("shutting down");
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
