@@ -46,8 +46,9 @@ fmt: ## Format the code
 test: test-deps lint ## Install test dependencies, lint, and run every test
 	cargo test --workspace --all-targets --locked
 
-bench: ## Measure /verify throughput with wrk (release build, loopback only)
+bench: ## Measure /verify (wrk) and the stdio-proxy round trip (mcp-bench); release builds, loopback only
 	bench/verify.sh
+	bench/stdio-proxy.sh
 
 clean: ## Remove build output
 	cargo clean
