@@ -51,20 +51,7 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     secrets.push(code.clone());
 
     // Token.
-    let (status, tokens) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-            ("client_id", &client.id),
-            ("resource", RESOURCE),
-        ],
-        None,
-    )
-    .await;
+    let (status, tokens) = redeem(s, &client.id, &code, &p.verifier, Some(RESOURCE)).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 3600);
@@ -130,19 +117,7 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     let p = pkce();
     let back = login_with(s, login, &authorize_url(s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
     let code = param(&back, "code").expect("code");
-    let (status, fresh) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-            ("client_id", &client.id),
-        ],
-        None,
-    )
-    .await;
+    let (status, fresh) = redeem(s, &client.id, &code, &p.verifier, None).await;
     assert_eq!(status, StatusCode::OK, "{fresh}");
     let access3 = fresh["access_token"].as_str().unwrap().to_owned();
     secrets.push(access3.clone());

@@ -194,25 +194,31 @@ pub async fn refresh(s: &Server, client_id: &str, refresh_token: &str) -> (Statu
     .await
 }
 
+/// Redeems a code of a public client registered with [`REDIRECT`], as the MCP SDKs do.
+pub async fn redeem(
+    s: &Server,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    resource: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+        ("client_id", client_id),
+    ];
+    form.extend(resource.map(|r| ("resource", r)));
+    post_form(s, "/token", &form, None).await
+}
+
 /// Logs alice in for `client` and redeems the code; returns the token response.
 pub async fn tokens_for(s: &Server, client: &Registered, resource: &str) -> Value {
     let p = pkce();
     let back = login_alice(s, &authorize_url(s, &client.id, REDIRECT, &p.challenge, resource)).await;
     let code = param(&back, "code").expect("a code");
-    let (status, body) = post_form(
-        s,
-        "/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-            ("client_id", &client.id),
-            ("resource", resource),
-        ],
-        None,
-    )
-    .await;
+    let (status, body) = redeem(s, &client.id, &code, &p.verifier, Some(resource)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
