@@ -34,7 +34,7 @@ test-deps: ## Install what the tests need if missing: redis-server, openssl, cad
 	for tool in redis-server openssl caddy; do \
 		command -v $$tool >/dev/null 2>&1 || { echo "$$tool is required for the tests and could not be installed" >&2; exit 1; }; \
 	done
-	@examples/stdio-proxy/tests/install-peers.sh
+	@tests/peers/install.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all --check

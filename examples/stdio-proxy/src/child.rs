@@ -524,7 +524,10 @@ impl Child {
                     "mcp-stdio-proxy: no client is listening for server requests here",
                     None,
                 );
-                let _ = self.write(&reply);
+                // `routes` is locked here: send directly, because `write` on a closed stdin
+                // would call `dead()`, which locks `routes` again (a deadlock). A closed stdin
+                // means the child is going anyway.
+                let _ = self.stdin.send(reply.to_line());
             } else {
                 debug!(session = %self.tag, method = msg.method(), "notification with no listener dropped");
             }

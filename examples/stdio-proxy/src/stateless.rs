@@ -265,7 +265,11 @@ impl Call {
                     self.done = true;
                     msg.id = Some(self.client_id.clone());
                     if let Some(result) = &msg.result {
-                        msg.result = Some(mark_complete(result));
+                        msg.result = Some(if cacheable(&self.method) {
+                            with_cache_hints(result)
+                        } else {
+                            mark_complete(result)
+                        });
                     }
                     return Some(msg);
                 }
@@ -392,6 +396,28 @@ fn mark_complete(result: &serde_json::value::RawValue) -> Box<serde_json::value:
     serde_json::value::RawValue::from_string(patched).unwrap_or_else(|_| result.to_owned())
 }
 
+/// Results that carry SEP-2549 caching hints (`ttlMs`, `cacheScope`) at 2026-07-28.
+fn cacheable(method: &str) -> bool {
+    matches!(method, "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read")
+}
+
+/// [`mark_complete`] plus the caching hints a legacy child never sends: no caching
+/// (`ttlMs: 0`), private to this client. Only the top level is parsed; values stay as sent.
+fn with_cache_hints(result: &serde_json::value::RawValue) -> Box<serde_json::value::RawValue> {
+    type Top = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+    let Ok(mut top) = serde_json::from_str::<Top>(result.get()) else {
+        return mark_complete(result);
+    };
+    for (key, value) in [("resultType", r#""complete""#), ("ttlMs", "0"), ("cacheScope", r#""private""#)] {
+        if !top.contains_key(key)
+            && let Ok(raw) = serde_json::value::RawValue::from_string(value.to_owned())
+        {
+            top.insert(key.to_owned(), raw);
+        }
+    }
+    serde_json::value::to_raw_value(&top).unwrap_or_else(|_| mark_complete(result))
+}
+
 /// The SEP-2575 `server/discover` result built from a child's `InitializeResult`.
 fn discover_result(init: &Value) -> Value {
     let mut result = json!({
@@ -416,6 +442,15 @@ mod tests {
 
     fn raw(s: &str) -> Box<serde_json::value::RawValue> {
         serde_json::value::RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn list_results_get_cache_hints_unless_present() {
+        let out: Value = serde_json::from_str(with_cache_hints(&raw(r#"{"tools":[{"name":"a"}]}"#)).get()).unwrap();
+        assert_eq!(out, json!({"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[{"name":"a"}]}));
+        let kept: Value = serde_json::from_str(with_cache_hints(&raw(r#"{"tools":[],"ttlMs":5}"#)).get()).unwrap();
+        assert_eq!(kept["ttlMs"], 5);
+        assert!(cacheable("tools/list") && !cacheable("tools/call"));
     }
 
     #[test]
