@@ -89,6 +89,18 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
 }
 
+/// A raw `tools/list` POST to the MCP URL, as a client without an SDK would send it.
+async fn tools_list(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = http()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_client_logs_in_and_calls_echo_through_caddy() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,13 +113,7 @@ async fn mcp_client_logs_in_and_calls_echo_through_caddy() {
     let _caddy = start_caddy(dir.path(), caddy_port, s.port, echo_port);
 
     // Without a token: 401 and the RFC 9728 pointer, through the proxy.
-    let res = http()
-        .post(&resource)
-        .header("accept", "application/json, text/event-stream")
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .send()
-        .await
-        .unwrap();
+    let res = tools_list(&resource, None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
     let metadata_url = format!("http://{public}/.well-known/oauth-protected-resource/mcp");
@@ -138,13 +144,5 @@ async fn mcp_client_logs_in_and_calls_echo_through_caddy() {
     // The same token, revoked, no longer passes the proxy.
     let (st, _) = post_form(&s, "/revoke", &[("token", token), ("client_id", &client.id)], None).await;
     assert_eq!(st, StatusCode::OK);
-    let res = http()
-        .post(&resource)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(tools_list(&resource, Some(token)).await.status(), StatusCode::UNAUTHORIZED);
 }
