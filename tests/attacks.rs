@@ -562,3 +562,35 @@ async fn wrong_methods_unknown_paths_and_malformed_queries() {
     assert!(res.status().is_success());
     assert_eq!(res.headers()["access-control-allow-origin"], "http://localhost:6274");
 }
+
+#[tokio::test]
+async fn nginx_and_envoy_dialects_reach_the_same_decision() {
+    let s = Server::start();
+    let c = register_public(&s).await;
+    let tokens = tokens_for(&s, &c, RESOURCE).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let nginx = |url: &'static str| {
+        http()
+            .get(s.url("/verify"))
+            .bearer_auth(token)
+            .header("x-original-url", url)
+            .header("x-original-method", "POST")
+            .send()
+    };
+    let res = nginx("https://mcp.example.com/mcp").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-user-id"], "local:alice");
+    assert_eq!(nginx("https://other.example.com/mcp").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let envoy = |host: &'static str| {
+        http()
+            .post(s.url("/verify/mcp?x=1"))
+            .bearer_auth(token)
+            .header("host", host)
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    let res = envoy("mcp.example.com").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-client-id"], c.id.as_str());
+    assert_eq!(envoy("other.example.com").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}

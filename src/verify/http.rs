@@ -66,19 +66,45 @@ impl Dialect {
     /// The original request, from the forwarded headers of a trusted proxy.
     pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        // A proxy chain may list several values: the first is the client-facing one.
+        let first = |name: &str| h(name).map(|v| v.split(',').next().unwrap_or(v).trim());
         let own_host = h("host").unwrap_or("localhost");
-        let trusted = self.is_trusted(req.peer_addr().map(|a| a.ip()));
-        let (method, scheme, host, uri) = if trusted {
-            (
-                h("x-forwarded-method").unwrap_or(req.method().as_str()),
-                h("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(&self.issuer_scheme),
-                h("x-forwarded-host").map(|p| p.split(',').next().unwrap_or(p).trim()).unwrap_or(own_host),
-                h("x-forwarded-uri").unwrap_or("/"),
-            )
-        } else {
-            (req.method().as_str(), self.issuer_scheme.as_str(), own_host, "/")
-        };
-        normalize(method, scheme, host, uri)
+        if !self.is_trusted(req.peer_addr().map(|a| a.ip())) {
+            return normalize(req.method().as_str(), &self.issuer_scheme, own_host, "/");
+        }
+        let scheme = first("x-forwarded-proto").unwrap_or(&self.issuer_scheme);
+        // Traefik forwardAuth, Caddy forward_auth.
+        if let Some(uri) = h("x-forwarded-uri") {
+            let method = h("x-forwarded-method").unwrap_or(req.method().as_str());
+            return normalize(method, scheme, first("x-forwarded-host").unwrap_or(own_host), uri);
+        }
+        // nginx auth_request with `X-Original-URL $scheme://$http_host$request_uri` and
+        // `X-Original-Method $request_method` (the documented configuration).
+        if let Some(url) = h("x-original-url").and_then(|u| Url::parse(u).ok()) {
+            let method = h("x-original-method").unwrap_or(req.method().as_str());
+            let host = origin_of(&url);
+            let host = host.split_once("://").map_or("", |(_, h)| h);
+            let uri = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            return normalize(method, url.scheme(), host, &uri);
+        }
+        // Envoy HTTP ext_authz: the original path appended to the path prefix (`/verify`), the
+        // original Host and method kept.
+        if let Some(tail) = req.path().strip_prefix("/verify/") {
+            let uri = match req.query_string() {
+                "" => format!("/{tail}"),
+                q => format!("/{tail}?{q}"),
+            };
+            return normalize(req.method().as_str(), scheme, first("x-forwarded-host").unwrap_or(own_host), &uri);
+        }
+        normalize(
+            h("x-forwarded-method").unwrap_or(req.method().as_str()),
+            scheme,
+            first("x-forwarded-host").unwrap_or(own_host),
+            "/",
+        )
     }
 
     /// `scheme://host` of a request routed to us directly (RFC 9728 metadata): the forwarded
@@ -217,6 +243,62 @@ mod tests {
         assert_eq!(normalize("GET", "https", "user@h", "/").host, "localhost");
         assert_eq!(normalize("GET", "https", "h", "relative").uri, "/");
         assert_eq!(normalize("GET", "javascript", "h", "/").scheme, "https");
+    }
+
+    fn request(peer: &str, path: &str, headers: &[(&str, &str)]) -> HttpRequest {
+        let mut r = actix_web::test::TestRequest::get().uri(path).peer_addr(peer.parse().unwrap());
+        for (k, v) in headers {
+            r = r.insert_header((*k, *v));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn each_proxy_dialect_from_a_trusted_peer() {
+        let d = Dialect::new(&Config::default());
+        let want = |method: &str, host: &str, uri: &str| OriginalRequest {
+            method: method.into(),
+            scheme: "https".into(),
+            host: host.into(),
+            uri: uri.into(),
+        };
+        let traefik = request(
+            "127.0.0.1:1",
+            "/verify",
+            &[
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "mcp.example.com"),
+                ("x-forwarded-uri", "/mcp?a=1"),
+            ],
+        );
+        assert_eq!(d.original_request(&traefik), want("POST", "mcp.example.com", "/mcp?a=1"));
+        let nginx = request(
+            "127.0.0.1:1",
+            "/verify",
+            &[("x-original-url", "https://mcp.example.com:443/mcp/x?a=1"), ("x-original-method", "DELETE")],
+        );
+        assert_eq!(d.original_request(&nginx), want("DELETE", "mcp.example.com", "/mcp/x?a=1"));
+        let envoy =
+            request("127.0.0.1:1", "/verify/mcp/x?a=1", &[("host", "mcp.example.com"), ("x-forwarded-proto", "https")]);
+        assert_eq!(d.original_request(&envoy), want("GET", "mcp.example.com", "/mcp/x?a=1"));
+        // The same from an untrusted peer: none of it is believed.
+        for r in [
+            request(
+                "10.9.9.9:1",
+                "/verify",
+                &[("host", "auth.local"), ("x-forwarded-host", "mcp.example.com"), ("x-forwarded-uri", "/mcp")],
+            ),
+            request(
+                "10.9.9.9:1",
+                "/verify",
+                &[("host", "auth.local"), ("x-original-url", "https://mcp.example.com/mcp")],
+            ),
+            request("10.9.9.9:1", "/verify/mcp", &[("host", "auth.local")]),
+        ] {
+            let o = d.original_request(&r);
+            assert_eq!((o.host.as_str(), o.uri.as_str()), ("auth.local", "/"));
+        }
     }
 
     #[test]
