@@ -66,6 +66,8 @@ struct Key {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// `validation` without the `exp` check (revoking an expired token).
+    validation_any_exp: Validation,
     jwk: Jwk,
 }
 
@@ -122,7 +124,10 @@ impl Key {
         validation.validate_aud = false; // the audience is matched against the resource by /verify
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        Ok(Self { kid, alg, encoding, decoding, validation, jwk })
+        let mut validation_any_exp = validation.clone();
+        validation_any_exp.validate_exp = false;
+        validation_any_exp.required_spec_claims.remove("exp");
+        Ok(Self { kid, alg, encoding, decoding, validation, validation_any_exp, jwk })
     }
 }
 
@@ -304,16 +309,7 @@ impl Keys {
     /// Verifies an access token: `typ`, known `kid`, the key's own algorithm (no `none`, no
     /// HS256-with-the-public-key), signature, `iss`, `exp`. The audience is left to the caller.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
-        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-            // RFC 9068 §4: reject JWTs that are not access tokens (e.g. ID tokens).
-            return Err(TokenError("not an access token (typ)"));
-        }
-        let key = header.kid.as_deref().and_then(|kid| self.by_kid(kid)).ok_or(TokenError("unknown signing key"))?;
-        if header.alg != key.alg {
-            // SECURITY: the algorithm is the key's, never the token's choice.
-            return Err(TokenError("algorithm does not match the signing key"));
-        }
+        let key = self.key_for(token)?;
         jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation).map(|data| data.claims).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError("token expired"),
@@ -327,17 +323,26 @@ impl Keys {
     /// Verifies signature and issuer but accepts expired tokens (RFC 7009 revocation of a
     /// token that may be past its `exp`).
     pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
-        let key = header.kid.as_deref().and_then(|kid| self.by_kid(kid)).ok_or(TokenError("unknown signing key"))?;
-        if header.alg != key.alg || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-            return Err(TokenError("invalid token"));
-        }
-        let mut v = key.validation.clone();
-        v.validate_exp = false;
-        v.required_spec_claims.remove("exp");
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v)
+        let key = self.key_for(token)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation_any_exp)
             .map(|d| d.claims)
             .map_err(|_| TokenError("invalid token"))
+    }
+
+    /// The key a token names, after the header checks every verification shares: `typ`, a
+    /// known `kid`, and that key's own algorithm.
+    fn key_for(&self, token: &str) -> Result<&Key, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError("malformed token"))?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+            // RFC 9068 §4: reject JWTs that are not access tokens (e.g. ID tokens).
+            return Err(TokenError("not an access token (typ)"));
+        }
+        let key = header.kid.as_deref().and_then(|kid| self.by_kid(kid)).ok_or(TokenError("unknown signing key"))?;
+        if header.alg != key.alg {
+            // SECURITY: the algorithm is the key's, never the token's choice.
+            return Err(TokenError("algorithm does not match the signing key"));
+        }
+        Ok(key)
     }
 
     /// The public keys, current first (RFC 7517 §5).

@@ -23,7 +23,7 @@ use crate::config::Config;
 pub struct Dialect {
     trusted: Vec<IpNet>,
     issuer_scheme: String,
-    /// Identity header names, in the order of `verify::H_*`.
+    /// Identity header names, in the order of [`super::Verified::headers`].
     names: [HeaderName; 5],
     forward_token: bool,
 }
@@ -110,11 +110,7 @@ impl Dialect {
     /// `scheme://host` of a request routed to us directly (RFC 9728 metadata): the forwarded
     /// proto and host from a trusted proxy, else our own `Host`.
     pub fn request_origin(&self, req: &HttpRequest) -> String {
-        let mut r = self.original_request(req);
-        if !self.is_trusted(req.peer_addr().map(|a| a.ip())) {
-            r.scheme = self.issuer_scheme.clone();
-        }
-        r.origin()
+        self.original_request(req).origin()
     }
 
     /// The response the proxy acts on.
@@ -125,8 +121,8 @@ impl Dialect {
                 if let Some(v) = identity {
                     // SECURITY: every identity header is set, empty when unknown, so a value a
                     // client sent under the same name can never pass for ours.
-                    for (i, value) in &v.headers {
-                        res.insert_header((self.names[*i].clone(), value.clone()));
+                    for (name, value) in self.names.iter().zip(&v.headers) {
+                        res.insert_header((name.clone(), value.clone()));
                     }
                     if self.forward_token
                         && let Some(auth) = authorization

@@ -53,8 +53,9 @@ impl OriginalRequest {
 pub struct Verified {
     /// The token's claims.
     pub claims: AccessClaims,
-    /// `(name, value)` of the identity headers, values checked to be valid header values.
-    pub headers: Vec<(usize, HeaderValue)>,
+    /// Values of the identity headers, in the order user id, user name, user e-mail, client
+    /// id, scope (the names are configured, see `verify::http::Dialect`).
+    pub headers: [HeaderValue; 5],
 }
 
 /// What /verify answers.
@@ -105,17 +106,6 @@ pub struct Verifier {
     default_scopes: Vec<String>,
 }
 
-/// Index of each identity header in [`Verified::headers`].
-pub const H_USER_ID: usize = 0;
-/// User name header.
-pub const H_USER_NAME: usize = 1;
-/// User e-mail header.
-pub const H_USER_EMAIL: usize = 2;
-/// Client id header.
-pub const H_CLIENT_ID: usize = 3;
-/// Scope header.
-pub const H_SCOPE: usize = 4;
-
 impl Verifier {
     /// Builds the decision point.
     pub fn new(config: &Config, keys: Arc<Keys>, revocations: Arc<Revocations>) -> Self {
@@ -145,12 +135,12 @@ impl Verifier {
         }
         let claims = self.keys.verify(token).map_err(|e| e.0)?;
         let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-        let headers = vec![
-            (H_USER_ID, value(&claims.sub)),
-            (H_USER_NAME, value(claims.preferred_username.as_deref().unwrap_or(&claims.sub))),
-            (H_USER_EMAIL, value(claims.email.as_deref().unwrap_or(""))),
-            (H_CLIENT_ID, value(&claims.client_id)),
-            (H_SCOPE, value(&claims.scope)),
+        let headers = [
+            value(&claims.sub),
+            value(claims.preferred_username.as_deref().unwrap_or(&claims.sub)),
+            value(claims.email.as_deref().unwrap_or("")),
+            value(&claims.client_id),
+            value(&claims.scope),
         ];
         let verified = Arc::new(Verified { claims, headers });
         self.cache.insert(Arc::from(token), verified.clone());
