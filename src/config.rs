@@ -314,6 +314,9 @@ pub struct LocalUser {
     /// E-mail address.
     #[serde(default)]
     pub email: Option<String>,
+    /// Groups the user belongs to (the `groups` claim, matched by `resources.allowed_orgs`).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[verify]`.
@@ -331,6 +334,12 @@ pub struct VerifyConfig {
     pub cache_capacity: u64,
     /// Header names of the identity handed to the backend.
     pub headers: IdentityHeaders,
+    /// Address of the Envoy ext_authz gRPC service (`envoy.service.auth.v3.Authorization`)
+    /// and the gRPC health service; empty = not started.
+    pub grpc_bind: String,
+    /// Where a browser (a `GET` that accepts `text/html` and carries no token) is sent instead
+    /// of a 401, with the original URL appended as `rd`; empty = API answers for everyone.
+    pub login_url: String,
 }
 
 impl Default for VerifyConfig {
@@ -341,6 +350,8 @@ impl Default for VerifyConfig {
             forward_token: false,
             cache_capacity: 20_000,
             headers: IdentityHeaders::default(),
+            grpc_bind: String::new(),
+            login_url: String::new(),
         }
     }
 }
@@ -374,7 +385,7 @@ impl Default for IdentityHeaders {
 }
 
 /// One protected MCP server, `[[resources]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// Canonical URL of the MCP server (RFC 8707 resource, RFC 9728 `resource`).
@@ -388,6 +399,29 @@ pub struct ResourceConfig {
     /// Users allowed (ids or names, case-insensitive); empty = every logged-in user.
     #[serde(default)]
     pub allowed_users: Vec<String>,
+    /// Organisations / groups allowed (the token's `groups` claim: GitHub organisations,
+    /// local users' `groups`), case-insensitive. A user passes when on any allow-list that is set.
+    #[serde(default)]
+    pub allowed_orgs: Vec<String>,
+    /// E-mail domains allowed (`example.com` matches `alice@example.com`, not subdomains).
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Per MCP method / tool rules, from the `Mcp-Method` / `Mcp-Name` request headers.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One `[[resources.rules]]` entry: what a request for one MCP method (and name) needs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The JSON-RPC method (`tools/call`, `resources/read`, `prompts/get`, ...), or `*`.
+    pub method: String,
+    /// The tool, prompt or resource (`Mcp-Name`): exact, or a prefix ending in `*`; absent = any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Scopes the token must carry for such a request (403 `insufficient_scope` otherwise).
+    pub required_scopes: Vec<String>,
 }
 
 /// Every problem found, one line each.
@@ -590,6 +624,28 @@ impl Config {
                     r.url
                 )),
             }
+            for (j, rule) in r.rules.iter().enumerate() {
+                if rule.method.is_empty() || rule.method.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    p.push(format!("resources[{i}].rules[{j}].method: must be a JSON-RPC method name or \"*\""));
+                }
+                if rule.name.as_deref().is_some_and(|n| n.is_empty() || n.strip_suffix('*').unwrap_or(n).contains('*'))
+                {
+                    p.push(format!(
+                        "resources[{i}].rules[{j}].name: must be a name, or a prefix followed by one trailing '*'"
+                    ));
+                }
+                if rule.required_scopes.is_empty() {
+                    p.push(format!("resources[{i}].rules[{j}].required_scopes: must name at least one scope"));
+                }
+            }
+        }
+        if !self.verify.grpc_bind.is_empty() && self.verify.grpc_bind.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!("{}: {:?} is not an address:port", setting("verify.grpc_bind"), self.verify.grpc_bind));
+        }
+        if !self.verify.login_url.is_empty()
+            && !Url::parse(&self.verify.login_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            p.push(format!("{}: {:?} is not an http(s) URL", setting("verify.login_url"), self.verify.login_url));
         }
         if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
     }

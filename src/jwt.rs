@@ -52,6 +52,9 @@ pub struct AccessClaims {
     /// The user's e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The user's organisations / groups (RFC 9068 §2.2.3.1 `groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Why a token was not accepted. The message is safe to show the caller.
@@ -372,6 +375,7 @@ mod tests {
             auth_time: now,
             preferred_username: Some("octocat".into()),
             email: None,
+            groups: Vec::new(),
         }
     }
 

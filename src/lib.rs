@@ -24,6 +24,7 @@ use jwt::Keys;
 use store::Store;
 use upstream::Upstreams;
 use verify::Verifier;
+use verify::answer::Answers;
 use verify::http::Dialect;
 use verify::revocation::Revocations;
 
@@ -39,8 +40,10 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     /// The /verify decision point.
     pub verifier: Arc<Verifier>,
-    /// How /verify reads proxies and answers them.
+    /// How /verify reads the proxies.
     pub dialect: Arc<Dialect>,
+    /// How decisions are answered (HTTP and gRPC).
+    pub answers: Arc<Answers>,
     /// Identity providers.
     pub upstreams: Arc<Upstreams>,
     /// Set while shutting down: `/ready` answers 503.
@@ -67,6 +70,7 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(&config, keys.clone(), revocations.clone()));
         Ok(Self {
             dialect: Arc::new(Dialect::new(&config)),
+            answers: Arc::new(Answers::new(&config)),
             config: Arc::new(config),
             store,
             keys,

@@ -11,6 +11,7 @@ use mcp_authd::config::Config;
 use mcp_authd::jwt::{AccessClaims, Keys};
 use mcp_authd::oauth::secret::random_token;
 use mcp_authd::upstream::{Upstreams, local::hash_password};
+use mcp_authd::verify::grpc::{self, ExtAuthz};
 use mcp_authd::{AppState, http, http_client};
 use tracing_actix_web::TracingLogger;
 
@@ -82,6 +83,12 @@ enum TokenCommand {
         /// User name recorded in the token.
         #[arg(long)]
         name: Option<String>,
+        /// E-mail address recorded in the token.
+        #[arg(long)]
+        email: Option<String>,
+        /// A group / organisation recorded in the token (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
     },
 }
 
@@ -136,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token { command: TokenCommand::Mint { sub, aud, scope, ttl, client_id, name } } => {
+        Command::Token { command: TokenCommand::Mint { sub, aud, scope, ttl, client_id, name, email, groups } } => {
             let config = load(path.as_deref())?;
             init_logging(false);
             let keys = Keys::load(&config)?;
@@ -153,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
                 sid: random_token(16),
                 auth_time: now,
                 preferred_username: name,
-                email: None,
+                email,
+                groups,
             };
             tracing::info!(audit = "token_minted", sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token minted");
             println!("{}", keys.sign(&claims)?);
@@ -190,7 +198,26 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::warn!("no identity provider is configured ([github] or [[local.users]]): nobody can log in");
     }
     let issuer = config.server.issuer.clone();
+    let grpc_bind = config.verify.grpc_bind.clone();
     let state = web::Data::new(AppState::new(config, upstreams).await.context("starting mcp-authd")?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let grpc = if grpc_bind.is_empty() {
+        None
+    } else {
+        let listener =
+            tokio::net::TcpListener::bind(&grpc_bind).await.with_context(|| format!("binding {grpc_bind} (gRPC)"))?;
+        let ext_authz = ExtAuthz::new(state.verifier.clone(), state.answers.clone(), state.dialect.clone());
+        let mut stopped = stopped.clone();
+        tracing::info!(bind = %grpc_bind, "Envoy ext_authz gRPC listening");
+        Some(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = grpc::serve(ext_authz, listener, shutdown).await {
+                tracing::error!(error = %e, "ext_authz gRPC server failed");
+            }
+        }))
+    };
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -211,9 +238,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         draining.store(true, Ordering::Release);
+        let _ = stop.send(true);
         handle.stop(true).await;
     });
     server.await?;
+    if let Some(grpc) = grpc {
+        let _ = grpc.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

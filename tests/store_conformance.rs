@@ -36,6 +36,7 @@ fn user() -> User {
         name: "octocat".into(),
         email: Some("octocat@example.com".into()),
         provider: "github".into(),
+        groups: vec!["acme".into()],
     }
 }
 

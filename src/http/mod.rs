@@ -116,9 +116,7 @@ pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Param
 
 /// The `Authorization: Bearer` token, if any (RFC 6750 §2.1).
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    crate::verify::bearer_token(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// A response that no cache may keep (RFC 6749 §5.1).

@@ -189,6 +189,7 @@ async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Res
         auth_time: what.auth_time,
         preferred_username: Some(what.user.name.clone()),
         email: what.user.email.clone(),
+        groups: what.user.groups.clone(),
     };
     let access_token = app.keys.sign(&claims)?;
     let refresh_token = if what.with_refresh {

@@ -42,7 +42,12 @@ pub fn narrow(requested: Option<&str>, granted: &str) -> Result<String, String> 
 
 /// Whether `scope` contains every one of `required`.
 pub fn contains_all(scope: &str, required: &[String]) -> bool {
-    required.iter().all(|r| scope.split(' ').any(|s| s == r))
+    required.iter().all(|r| contains(scope, r))
+}
+
+/// Whether the space-separated `scope` contains `one`.
+pub fn contains(scope: &str, one: &str) -> bool {
+    scope.split(' ').any(|s| s == one)
 }
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub struct User {
     pub email: Option<String>,
     /// Which provider authenticated the user (`github`, `local`, ...).
     pub provider: String,
+    /// Organisations / groups (GitHub organisations, configured groups), for resource policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// A registered client (RFC 7591 §3.2.1), with its secrets reduced to digests.

@@ -22,6 +22,8 @@ const MAX_RESPONSE: usize = 1 << 20;
 pub struct GithubProvider {
     cfg: GithubConfig,
     http: reqwest::Client,
+    /// Whether the user's organisations are read (an org allow-list here or on a resource).
+    fetch_orgs: bool,
 }
 
 #[derive(Deserialize)]
@@ -76,14 +78,16 @@ async fn read_bounded(mut res: reqwest::Response) -> Option<Vec<u8>> {
 }
 
 impl GithubProvider {
-    /// A provider for the configured OAuth App.
-    pub fn new(cfg: GithubConfig, http: reqwest::Client) -> Self {
-        Self { cfg, http }
+    /// A provider for the configured OAuth App. With `resource_orgs` (some resource's policy
+    /// names organisations) the user's organisations are read at every login.
+    pub fn new(cfg: GithubConfig, http: reqwest::Client, resource_orgs: bool) -> Self {
+        let fetch_orgs = resource_orgs || !cfg.allowed_orgs.is_empty();
+        Self { cfg, http, fetch_orgs }
     }
 
     fn scopes(&self) -> Vec<String> {
         let mut scopes = self.cfg.scopes.clone();
-        if !self.cfg.allowed_orgs.is_empty() && !scopes.iter().any(|s| s == "read:org") {
+        if self.fetch_orgs && !scopes.iter().any(|s| s == "read:org") {
             scopes.push("read:org".into());
         }
         scopes
@@ -169,7 +173,8 @@ impl IdentityProvider for GithubProvider {
             })?;
         let access = token.access_token().secret();
         let gh: GithubUser = self.api(access, "/user").await?;
-        let mut user = User { id: gh.id.to_string(), name: gh.login, email: gh.email, provider: "github".into() };
+        let mut user =
+            User { id: gh.id.to_string(), name: gh.login, email: gh.email, provider: "github".into(), groups: vec![] };
         if user.email.is_none() {
             // Only with the user:email scope; a failure here is not fatal.
             if let Ok(emails) = self.api::<Vec<GithubEmail>>(access, "/user/emails").await {
@@ -182,9 +187,12 @@ impl IdentityProvider for GithubProvider {
         if !allowed && !users.is_empty() {
             allowed = listed(users, &user);
         }
+        if self.fetch_orgs {
+            let member_of: Vec<GithubOrg> = self.api(access, "/user/orgs?per_page=100").await?;
+            user.groups = member_of.into_iter().map(|o| o.login).collect();
+        }
         if !allowed && !orgs.is_empty() {
-            let member_of: Vec<GithubOrg> = self.api(access, "/user/orgs").await?;
-            allowed = member_of.iter().any(|o| orgs.iter().any(|a| a.eq_ignore_ascii_case(&o.login)));
+            allowed = user.groups.iter().any(|g| orgs.iter().any(|a| a.eq_ignore_ascii_case(g)));
         }
         if !allowed {
             return Err(UpstreamError::Denied(format!("GitHub user {} is not allowed", user.name)));

@@ -16,6 +16,7 @@ struct Entry {
     username: String,
     hash: SecretString,
     email: Option<String>,
+    groups: Vec<String>,
 }
 
 /// The configured users, by lower-case name.
@@ -41,7 +42,12 @@ impl LocalUsers {
             .users
             .iter()
             .map(|u| {
-                let e = Entry { username: u.username.clone(), hash: u.password_hash.clone(), email: u.email.clone() };
+                let e = Entry {
+                    username: u.username.clone(),
+                    hash: u.password_hash.clone(),
+                    email: u.email.clone(),
+                    groups: u.groups.clone(),
+                };
                 (u.username.to_lowercase(), e)
             })
             .collect();
@@ -54,7 +60,7 @@ impl LocalUsers {
         let mut users = (*self.users).clone();
         users.insert(
             username.to_lowercase(),
-            Entry { username: username.into(), hash: SecretString::new(password_hash), email },
+            Entry { username: username.into(), hash: SecretString::new(password_hash), email, groups: Vec::new() },
         );
         self.users = Arc::new(users);
         self
@@ -81,6 +87,7 @@ impl LocalUsers {
             name: entry.username,
             email: entry.email,
             provider: "local".into(),
+            groups: entry.groups,
         })
     }
 }
@@ -94,7 +101,12 @@ mod tests {
     async fn authenticate() {
         let hash = hash_password("correct horse").unwrap();
         let cfg = LocalConfig {
-            users: vec![LocalUser { username: "Alice".into(), password_hash: SecretString::new(hash), email: None }],
+            users: vec![LocalUser {
+                username: "Alice".into(),
+                password_hash: SecretString::new(hash),
+                email: None,
+                groups: vec![],
+            }],
         };
         let users = LocalUsers::from_config(&cfg);
         let u = users.authenticate("alice", "correct horse").await.unwrap();

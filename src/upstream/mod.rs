@@ -47,7 +47,8 @@ impl Upstreams {
     pub fn from_config(config: &Config, http: reqwest::Client) -> Self {
         let mut redirect: Vec<Box<dyn IdentityProvider>> = Vec::new();
         if config.github.enabled() {
-            redirect.push(Box::new(github::GithubProvider::new(config.github.clone(), http)));
+            let resource_orgs = config.resources.iter().any(|r| !r.allowed_orgs.is_empty());
+            redirect.push(Box::new(github::GithubProvider::new(config.github.clone(), http, resource_orgs)));
         }
         Self { redirect, local: local::LocalUsers::from_config(&config.local) }
     }

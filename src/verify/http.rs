@@ -8,47 +8,31 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use ipnet::IpNet;
 use url::Url;
 
-use super::resource::{ProtectedResource, origin_of};
+use super::answer::{Answer, Answers};
+use super::resource::origin_of;
 use super::{Decision, OriginalRequest};
 use crate::config::Config;
 
-/// What /verify needs from the configuration, parsed once.
+/// How /verify reads the proxies, parsed once from the configuration.
 #[derive(Debug)]
 pub struct Dialect {
     trusted: Vec<IpNet>,
     issuer_scheme: String,
-    /// Identity header names, in the order of [`super::Verified::headers`].
-    names: [HeaderName; 5],
-    forward_token: bool,
-}
-
-fn header_name(s: &str) -> HeaderName {
-    HeaderName::try_from(s).unwrap_or_else(|_| HeaderName::from_static("x-invalid-header-name"))
 }
 
 impl Dialect {
     /// From the configuration.
     pub fn new(config: &Config) -> Self {
-        let h = &config.verify.headers;
         Self {
             trusted: config.trusted_proxy_nets(),
             issuer_scheme: Url::parse(&config.server.issuer)
                 .map(|u| u.scheme().to_owned())
                 .unwrap_or_else(|_| "https".into()),
-            names: [
-                header_name(&h.user_id),
-                header_name(&h.user_name),
-                header_name(&h.user_email),
-                header_name(&h.client_id),
-                header_name(&h.scope),
-            ],
-            forward_token: config.verify.forward_token,
         }
     }
 
@@ -63,8 +47,15 @@ impl Dialect {
         })
     }
 
-    /// The original request, from the forwarded headers of a trusted proxy.
+    /// The original request, from the forwarded headers of a trusted proxy, with its MCP
+    /// headers.
     pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
+        let headers = req.headers();
+        self.forwarded_request(req).with_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    }
+
+    /// Method, scheme, host and URI of the original request.
+    fn forwarded_request(&self, req: &HttpRequest) -> OriginalRequest {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         // A proxy chain may list several values: the first is the client-facing one.
         let first = |name: &str| h(name).map(|v| v.split(',').next().unwrap_or(v).trim());
@@ -110,92 +101,45 @@ impl Dialect {
     /// `scheme://host` of a request routed to us directly (RFC 9728 metadata): the forwarded
     /// proto and host from a trusted proxy, else our own `Host`.
     pub fn request_origin(&self, req: &HttpRequest) -> String {
-        self.original_request(req).origin()
+        self.forwarded_request(req).origin()
     }
+}
 
-    /// The response the proxy acts on.
-    pub fn respond(&self, decision: Decision, authorization: Option<&HeaderValue>) -> HttpResponse {
-        match decision {
-            Decision::Allow(identity) => {
-                let mut res = HttpResponse::Ok();
-                if let Some(v) = identity {
-                    // SECURITY: every identity header is set, empty when unknown, so a value a
-                    // client sent under the same name can never pass for ours.
-                    for (name, value) in self.names.iter().zip(&v.headers) {
-                        res.insert_header((name.clone(), value.clone()));
-                    }
-                    if self.forward_token
-                        && let Some(auth) = authorization
-                    {
-                        res.insert_header((header::AUTHORIZATION, auth.clone()));
-                    }
+/// The response the proxy acts on.
+pub fn respond(
+    answers: &Answers,
+    decision: Decision,
+    req: &OriginalRequest,
+    authorization: Option<&HeaderValue>,
+) -> HttpResponse {
+    match answers.answer(decision, req) {
+        Answer::Allow(identity) => {
+            let mut res = HttpResponse::Ok();
+            if let Some(v) = identity {
+                for (name, value) in answers.identity(&v) {
+                    res.insert_header((name.clone(), value.clone()));
                 }
-                res.finish()
-            }
-            Decision::Unauthorized { resource, error } => {
-                let mut challenge = base_challenge(&resource);
-                if let Some(why) = error {
-                    challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
+                if answers.forward_token()
+                    && let Some(auth) = authorization
+                {
+                    res.insert_header((header::AUTHORIZATION, auth.clone()));
                 }
-                json_error(
-                    StatusCode::UNAUTHORIZED,
-                    Some(challenge),
-                    "invalid_token",
-                    error.unwrap_or("a bearer token is required"),
-                )
             }
-            Decision::Forbidden { resource, missing_scope: Some(scope), description } => {
-                // RFC 6750 §3.1 + MCP step-up: say which scope would help.
-                let challenge = format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\", error_description=\"{description}\"",
-                    resource.metadata_url()
-                );
-                json_error(StatusCode::FORBIDDEN, Some(challenge), "insufficient_scope", description)
+            res.finish()
+        }
+        Answer::Deny(denial) => {
+            let mut res = HttpResponse::build(denial.status);
+            for h in denial.headers {
+                res.insert_header(h);
             }
-            Decision::Forbidden { description, .. } => {
-                json_error(StatusCode::FORBIDDEN, None, "access_denied", description)
-            }
-            Decision::NotProtected => json_error(
-                StatusCode::FORBIDDEN,
-                None,
-                "access_denied",
-                "no protected resource is configured for this URL",
-            ),
-            Decision::Unavailable => {
-                let mut res = json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    "temporarily_unavailable",
-                    "revocation state is not current; retry shortly",
-                );
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                res
-            }
+            res.body(denial.body)
         }
     }
 }
 
-/// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1, RFC 6750 §3).
-fn base_challenge(resource: &ProtectedResource) -> String {
-    let mut c = format!("Bearer resource_metadata=\"{}\"", resource.metadata_url());
-    if !resource.scopes.is_empty() {
-        c.push_str(&format!(", scope=\"{}\"", resource.scopes.join(" ")));
-    }
-    c
-}
-
-fn json_error(status: StatusCode, challenge: Option<String>, error: &str, description: &str) -> HttpResponse {
-    let mut res = HttpResponse::build(status);
-    if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        res.insert_header((header::WWW_AUTHENTICATE, c));
-    }
-    res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    res.json(serde_json::json!({ "error": error, "error_description": description }))
-}
-
 /// Canonical form of the original request: the URL parser percent-encodes what needs it and
 /// refuses hosts that are not hosts; what does not parse is judged as the root of `localhost`.
-fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
+pub(crate) fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
     let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
     let uri = if uri.starts_with('/') { uri } else { "/" };
     let parsed = Url::parse(&format!("{scheme}://{host}{uri}"))
@@ -207,6 +151,7 @@ fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalReque
             scheme: scheme.into(),
             host: "localhost".into(),
             uri: "/".into(),
+            ..OriginalRequest::default()
         };
     };
     let origin = origin_of(&url);
@@ -215,7 +160,13 @@ fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalReque
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    OriginalRequest { method: method.to_ascii_uppercase(), scheme: scheme.into(), host, uri }
+    OriginalRequest {
+        method: method.to_ascii_uppercase(),
+        scheme: scheme.into(),
+        host,
+        uri,
+        ..OriginalRequest::default()
+    }
 }
 
 #[cfg(test)]
@@ -231,7 +182,8 @@ mod tests {
                 method: "POST".into(),
                 scheme: "https".into(),
                 host: "mcp.example.com".into(),
-                uri: "/mcp?x=1".into()
+                uri: "/mcp?x=1".into(),
+                ..OriginalRequest::default()
             }
         );
         assert_eq!(normalize("GET", "http", "h:8080", "/a\"b").uri, "/a%22b");
@@ -257,6 +209,7 @@ mod tests {
             scheme: "https".into(),
             host: host.into(),
             uri: uri.into(),
+            ..OriginalRequest::default()
         };
         let traefik = request(
             "127.0.0.1:1",

@@ -8,6 +8,8 @@
 //! metadata pass; then token (signature, `exp`, `iss`, `typ`), revocation, audience (RFC 8707),
 //! and the resource's policy (users, scopes).
 
+pub mod answer;
+pub mod grpc;
 pub mod http;
 pub mod resource;
 pub mod revocation;
@@ -25,7 +27,7 @@ use resource::{ProtectedResource, Resources};
 use revocation::Revocations;
 
 /// The original request as the proxy described it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OriginalRequest {
     /// HTTP method.
     pub method: String,
@@ -35,6 +37,14 @@ pub struct OriginalRequest {
     pub host: String,
     /// Path and query.
     pub uri: String,
+    /// `Mcp-Method` (2026-07-28 transport): the JSON-RPC method of a POST.
+    pub mcp_method: Option<String>,
+    /// `Mcp-Name`: the tool, prompt or resource a `tools/call`, `prompts/get` or
+    /// `resources/read` addresses.
+    pub mcp_name: Option<String>,
+    /// A browser navigating (`GET`/`HEAD` accepting `text/html`, no token): may be sent to log
+    /// in instead of getting a 401 (`verify.login_url`).
+    pub browser: bool,
 }
 
 impl OriginalRequest {
@@ -45,6 +55,21 @@ impl OriginalRequest {
     /// `scheme://host`.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.host)
+    }
+    /// Fills the MCP headers and the browser flag from the original request's headers
+    /// (`header` looks one up by lower-case name).
+    pub fn with_headers<'a>(mut self, header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        let value = |name| header(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        self.mcp_method = value("mcp-method");
+        self.mcp_name = value("mcp-name");
+        self.browser = matches!(self.method.as_str(), "GET" | "HEAD")
+            && header("authorization").is_none()
+            && header("accept").is_some_and(|a| a.contains("text/html"));
+        self
+    }
+    /// The whole original URL.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.uri)
     }
 }
 
@@ -83,6 +108,31 @@ pub enum Decision {
     NotProtected,
     /// 503: the decision depends on state this replica cannot see right now.
     Unavailable,
+}
+
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// One line per refusal (`auth=failure`); a missing token is routine and only at debug level.
+pub fn log_decision(req: &OriginalRequest, decision: &Decision) {
+    let why = match decision {
+        Decision::Allow(_) => return,
+        Decision::Unauthorized { error: None, .. } => {
+            tracing::debug!(host = %req.host, "verify: no token");
+            return;
+        }
+        Decision::Unauthorized { error: Some(e), .. } => *e,
+        Decision::Forbidden { description, .. } => description,
+        Decision::NotProtected => "not a protected resource",
+        Decision::Unavailable => "revocations unavailable",
+    };
+    tracing::info!(
+        audit = "verify_denied", auth = "failure", host = %req.host, path = %req.path(),
+        mcp_method = req.mcp_method.as_deref().unwrap_or(""), decision = why, "request denied"
+    );
 }
 
 /// Cache entries expire exactly at the token's `exp`.
@@ -186,12 +236,26 @@ impl Verifier {
                 description: "user is not allowed to use this resource",
             };
         }
-        if !scope::contains_all(&claims.scope, &resource.required_scopes) {
-            let needed = resource.required_scopes.join(" ");
+        let has_all = resource
+            .required_scopes
+            .iter()
+            .map(String::as_str)
+            .chain(resource.rule_scopes(req))
+            .all(|s| scope::contains(&claims.scope, s));
+        if !has_all {
+            // RFC 6750 §3.1: `scope` names what this request needs, so the client can ask for it
+            // (MCP step-up authorization).
+            let mut all: Vec<&str> = Vec::new();
+            for s in resource.required_scopes.iter().map(String::as_str).chain(resource.rule_scopes(req)) {
+                if !all.contains(&s) {
+                    all.push(s);
+                }
+            }
+            let needed = all.join(" ");
             return Decision::Forbidden {
                 resource,
                 missing_scope: Some(needed),
-                description: "token lacks a required scope",
+                description: "token lacks a scope this request needs",
             };
         }
         Decision::Allow(Some(verified))

@@ -5,6 +5,10 @@
 //! the longest path-segment prefix of the request URL on the same origin; a request matching
 //! none is refused. With none configured (local use), every request's own origin and path is
 //! its resource, and a token is accepted for any resource path that is a segment prefix of it.
+//!
+//! A resource's policy: who may use it (users, organisations / groups, e-mail domains: a user
+//! on any list that is set passes), the scopes every token needs, and per MCP method / tool
+//! rules read from the `Mcp-Method` and `Mcp-Name` headers of the 2026-07-28 transport.
 
 use std::sync::Arc;
 
@@ -29,8 +33,42 @@ pub struct ProtectedResource {
     pub required_scopes: Vec<String>,
     /// Allowed users, lower case; empty = all.
     pub allowed_users: Vec<String>,
+    /// Allowed organisations / groups (the `groups` claim).
+    pub allowed_orgs: Vec<String>,
+    /// Allowed e-mail domains, lower case.
+    pub allowed_email_domains: Vec<String>,
+    /// Per MCP method / tool rules.
+    pub rules: Vec<Rule>,
     /// Whether it comes from `[[resources]]` (else derived from the request).
     pub configured: bool,
+}
+
+/// What requests for one MCP method (and tool, prompt or resource name) need.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// JSON-RPC method, or `*`.
+    pub method: String,
+    /// Exact name, or a prefix when `prefix` is set; `None` = any name.
+    pub name: Option<String>,
+    /// `name` is a prefix (configured with a trailing `*`).
+    pub prefix: bool,
+    /// Scopes the token must carry.
+    pub required_scopes: Vec<String>,
+}
+
+impl Rule {
+    /// Whether this rule applies to a request for `method` and `name`.
+    pub fn matches(&self, method: &str, name: Option<&str>) -> bool {
+        if self.method != "*" && self.method != method {
+            return false;
+        }
+        match (&self.name, name) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(want), Some(got)) if self.prefix => got.starts_with(want.as_str()),
+            (Some(want), Some(got)) => want == got,
+        }
+    }
 }
 
 /// Segment-aware prefix: `/mcp` covers `/mcp` and `/mcp/x`, not `/mcpx`.
@@ -56,6 +94,9 @@ impl ProtectedResource {
             scopes,
             required_scopes: Vec::new(),
             allowed_users: Vec::new(),
+            allowed_orgs: Vec::new(),
+            allowed_email_domains: Vec::new(),
+            rules: Vec::new(),
             configured: false,
         }
     }
@@ -83,13 +124,40 @@ impl ProtectedResource {
         origin_of(&url) == self.origin && covers(url.path().trim_end_matches('/'), &self.path)
     }
 
-    /// The resource's user policy.
+    /// The resource's user policy: no list set lets every user in; otherwise the user must be
+    /// on one of the lists that are set.
     pub fn allows_user(&self, claims: &AccessClaims) -> bool {
-        self.allowed_users.is_empty()
-            || self.allowed_users.iter().any(|u| {
-                u.eq_ignore_ascii_case(&claims.sub)
-                    || claims.preferred_username.as_deref().is_some_and(|n| u.eq_ignore_ascii_case(n))
+        if self.allowed_users.is_empty() && self.allowed_orgs.is_empty() && self.allowed_email_domains.is_empty() {
+            return true;
+        }
+        let by_name = self.allowed_users.iter().any(|u| {
+            u.eq_ignore_ascii_case(&claims.sub)
+                || claims.preferred_username.as_deref().is_some_and(|n| u.eq_ignore_ascii_case(n))
+        });
+        let by_org = self.allowed_orgs.iter().any(|o| claims.groups.iter().any(|g| o.eq_ignore_ascii_case(g)));
+        // SECURITY: the whole domain after the last '@', so `example.com` admits neither
+        // `evil-example.com` nor `example.com.evil`.
+        let by_domain = claims.email.as_deref().and_then(|e| e.rsplit_once('@')).is_some_and(|(local, domain)| {
+            !local.is_empty() && self.allowed_email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        });
+        by_name || by_org || by_domain
+    }
+
+    /// Scopes a request needs beyond what every token needs here: those of the rules matching
+    /// its MCP method and name. A POST that does not say its method (no `Mcp-Method`) needs
+    /// the scopes of every rule, so leaving the header out never gets around a rule.
+    pub fn rule_scopes<'a>(&'a self, req: &'a super::OriginalRequest) -> impl Iterator<Item = &'a str> + 'a {
+        let is_post = req.method.eq_ignore_ascii_case("POST");
+        self.rules
+            .iter()
+            .filter(move |r| {
+                is_post
+                    && match req.mcp_method.as_deref() {
+                        Some(m) => r.matches(m, req.mcp_name.as_deref()),
+                        None => true,
+                    }
             })
+            .flat_map(|r| r.required_scopes.iter().map(String::as_str))
     }
 }
 
@@ -111,6 +179,28 @@ impl Resources {
                 let mut res = ProtectedResource::new(origin_of(&url), url.path(), scopes);
                 res.required_scopes = r.required_scopes.clone();
                 res.allowed_users = r.allowed_users.iter().map(|u| u.to_lowercase()).collect();
+                res.allowed_orgs = r.allowed_orgs.clone();
+                res.allowed_email_domains =
+                    r.allowed_email_domains.iter().map(|d| d.trim_start_matches('@').to_lowercase()).collect();
+                res.rules = r
+                    .rules
+                    .iter()
+                    .map(|rule| {
+                        let (name, prefix) = match rule.name.as_deref() {
+                            Some(n) => match n.strip_suffix('*') {
+                                Some(p) => (Some(p.to_owned()), true),
+                                None => (Some(n.to_owned()), false),
+                            },
+                            None => (None, false),
+                        };
+                        Rule {
+                            method: rule.method.clone(),
+                            name,
+                            prefix,
+                            required_scopes: rule.required_scopes.clone(),
+                        }
+                    })
+                    .collect();
                 res.configured = true;
                 Some(Arc::new(res))
             })
@@ -165,18 +255,19 @@ mod tests {
     use crate::config::ResourceConfig;
 
     fn req(host: &str, uri: &str) -> OriginalRequest {
-        OriginalRequest { method: "POST".into(), scheme: "https".into(), host: host.into(), uri: uri.into() }
+        OriginalRequest {
+            method: "POST".into(),
+            scheme: "https".into(),
+            host: host.into(),
+            uri: uri.into(),
+            ..OriginalRequest::default()
+        }
     }
 
     fn configured() -> Resources {
         let mut c = Config::default();
         for url in ["https://mcp.example.com/mcp", "https://mcp.example.com/mcp/admin", "https://other.example.com/"] {
-            c.resources.push(ResourceConfig {
-                url: url.into(),
-                scopes: vec![],
-                required_scopes: vec![],
-                allowed_users: vec![],
-            });
+            c.resources.push(ResourceConfig { url: url.into(), ..Default::default() });
         }
         Resources::from_config(&c)
     }
@@ -217,5 +308,66 @@ mod tests {
         assert!(!res.accepts_audience("https://h.example/mc"));
         assert!(!res.accepts_audience("https://h.example.evil/mcp"));
         assert!(!res.accepts_audience("http://h.example/mcp"));
+    }
+
+    fn claims(sub: &str, name: Option<&str>, email: Option<&str>, groups: &[&str]) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: sub.into(),
+            aud: "a".into(),
+            exp: 0,
+            iat: 0,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: "mcp".into(),
+            sid: "s".into(),
+            auth_time: 0,
+            preferred_username: name.map(Into::into),
+            email: email.map(Into::into),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn user_policy_is_any_list_that_is_set() {
+        let mut c = Config::default();
+        c.resources.push(ResourceConfig {
+            url: "https://a.example/mcp".into(),
+            allowed_users: vec!["Octocat".into()],
+            allowed_orgs: vec!["acme".into()],
+            allowed_email_domains: vec!["@Example.org".into()],
+            ..Default::default()
+        });
+        let r = Resources::from_config(&c);
+        let res = r.for_request(&req("a.example", "/mcp"), &[]).unwrap();
+        assert!(res.allows_user(&claims("1", Some("octocat"), None, &[])));
+        assert!(res.allows_user(&claims("2", None, None, &["ACME"])));
+        assert!(res.allows_user(&claims("3", None, Some("x@example.ORG"), &[])));
+        assert!(!res.allows_user(&claims("4", Some("other"), Some("x@sub.example.org"), &["acme-x"])));
+        assert!(!res.allows_user(&claims("5", None, Some("x@example.org@evil.com"), &[])));
+        let open = ProtectedResource::new("https://b.example".into(), "/", vec![]);
+        assert!(open.allows_user(&claims("6", None, None, &[])));
+    }
+
+    #[test]
+    fn rules_match_method_and_exact_or_prefix_name() {
+        let rule = |method: &str, name: Option<&str>| {
+            let (name, prefix) = match name {
+                Some(n) => match n.strip_suffix('*') {
+                    Some(p) => (Some(p.to_owned()), true),
+                    None => (Some(n.to_owned()), false),
+                },
+                None => (None, false),
+            };
+            Rule { method: method.into(), name, prefix, required_scopes: vec!["s".into()] }
+        };
+        assert!(rule("tools/call", Some("a")).matches("tools/call", Some("a")));
+        assert!(!rule("tools/call", Some("a")).matches("tools/call", Some("ab")));
+        assert!(!rule("tools/call", Some("a")).matches("tools/call", None));
+        assert!(!rule("tools/call", Some("a")).matches("prompts/get", Some("a")));
+        assert!(rule("tools/call", Some("admin_*")).matches("tools/call", Some("admin_drop")));
+        assert!(!rule("tools/call", Some("admin_*")).matches("tools/call", Some("user_admin_drop")));
+        assert!(rule("tools/call", None).matches("tools/call", None));
+        assert!(rule("*", None).matches("resources/read", Some("file:///x")));
     }
 }

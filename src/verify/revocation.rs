@@ -161,6 +161,7 @@ mod tests {
             auth_time: iat,
             preferred_username: None,
             email: None,
+            groups: Vec::new(),
         }
     }
 
