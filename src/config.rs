@@ -638,6 +638,17 @@ impl Config {
                     p.push(format!("resources[{i}].rules[{j}].required_scopes: must name at least one scope"));
                 }
             }
+            let needed = r.required_scopes.iter().map(|s| (s, "required_scopes".to_owned()));
+            let by_rules = r.rules.iter().enumerate().flat_map(|(j, rule)| {
+                rule.required_scopes.iter().map(move |s| (s, format!("rules[{j}].required_scopes")))
+            });
+            for (scope, key) in needed.chain(by_rules) {
+                if !self.oauth.scopes_supported.contains(scope) {
+                    p.push(format!(
+                        "resources[{i}].{key}: {scope:?} is not in oauth.scopes_supported, so no token can carry it"
+                    ));
+                }
+            }
         }
         if !self.verify.grpc_bind.is_empty() && self.verify.grpc_bind.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("{}: {:?} is not an address:port", setting("verify.grpc_bind"), self.verify.grpc_bind));

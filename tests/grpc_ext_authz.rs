@@ -27,7 +27,7 @@ fn start(trusted: &str) -> Grpc {
     let port = free_port();
     let server = Server::start_with(Options {
         toml: format!(
-            "[verify]\ngrpc_bind = \"127.0.0.1:{port}\"\n\n\
+            "[oauth]\nscopes_supported = [\"mcp\", \"admin\"]\n\n[verify]\ngrpc_bind = \"127.0.0.1:{port}\"\n\n\
              [[resources]]\nurl = \"https://tools.example.com/mcp\"\n\
              [[resources.rules]]\nmethod = \"tools/call\"\nname = \"environmentDump\"\nrequired_scopes = [\"admin\"]\n"
         ),
@@ -102,8 +102,8 @@ async fn check_answers_like_verify() {
     assert_eq!(set["x-scope"], "mcp");
     assert_eq!(ok.headers_to_remove, vec!["authorization".to_string()]);
 
-    // No token: 401 with the RFC 9728 pointer.
-    let (code, status, headers, body) = denied(&g.check(tools, &[]).await.unwrap());
+    // No token: 401 with the RFC 9728 pointer, and the scope to ask for.
+    let (code, status, headers, body) = denied(&g.check(tools, &[("mcp-method", "initialize")]).await.unwrap());
     assert_eq!((code, status), (Code::Unauthenticated, 401));
     assert_eq!(
         headers["www-authenticate"],
@@ -112,6 +112,11 @@ async fn check_answers_like_verify() {
     assert_eq!(headers["content-type"], "application/json");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"], "invalid_token");
+    // ... which includes what the rule for this tool needs, so one login is enough.
+    let call = [("mcp-method", "tools/call"), ("mcp-name", "environmentDump")];
+    let (_, status, headers, _) = denied(&g.check(tools, &call).await.unwrap());
+    assert_eq!(status, 401);
+    assert!(headers["www-authenticate"].ends_with("scope=\"mcp admin\""), "{headers:?}");
 
     // A token that is not ours: 401 invalid_token.
     let (code, status, headers, _) = denied(&g.check(tools, &[("authorization", "Bearer abc.def.ghi")]).await.unwrap());

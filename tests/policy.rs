@@ -16,7 +16,8 @@ const TEAM: &str = "https://team.example.com/mcp";
 fn server() -> Server {
     Server::start_with(Options {
         toml: format!(
-            "[verify]\nlogin_url = \"https://sso.example.com/start?x=1\"\n\n\
+            "[oauth]\nscopes_supported = [\"mcp\", \"admin\", \"files\"]\n\n\
+             [verify]\nlogin_url = \"https://sso.example.com/start?x=1\"\n\n\
              [[resources]]\nurl = \"{TOOLS}\"\nscopes = [\"mcp\", \"admin\", \"files\"]\n\
              [[resources.rules]]\nmethod = \"tools/call\"\nname = \"environmentDump\"\nrequired_scopes = [\"admin\"]\n\
              [[resources.rules]]\nmethod = \"resources/read\"\nname = \"file:///*\"\nrequired_scopes = [\"files\"]\n\n\
@@ -78,6 +79,12 @@ async fn per_tool_rules_ask_for_the_scope_the_call_needs() {
     assert_eq!(body["error"], "insufficient_scope");
     // With the scope (after step-up) it passes.
     assert_eq!(verify(&s, "POST", TOOLS, Some(&admin), &call("environmentDump")).await.status(), StatusCode::OK);
+    // SEP-2243 Base64 form: compared decoded, as the MCP server compares it with the body.
+    let res = verify(&s, "POST", TOOLS, Some(&plain), &call("=?base64?ZW52aXJvbm1lbnREdW1w?=")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A broken encoding says nothing: it needs every rule's scope.
+    let res = verify(&s, "POST", TOOLS, Some(&admin), &call("=?base64?***?=")).await;
+    assert!(challenge(&res).contains("scope=\"admin files\""), "{}", challenge(&res));
 
     // A prefix rule: every file:// resource needs `files`; others don't.
     let read = |uri| [("mcp-method", "resources/read"), ("mcp-name", uri)];
@@ -192,7 +199,8 @@ async fn bad_policy_configuration_is_refused_with_every_problem_named() {
         &file,
         "[verify]\ngrpc_bind = \"nowhere\"\nlogin_url = \"javascript:alert(1)\"\n\n\
          [[resources]]\nurl = \"https://x.example/mcp\"\n\
-         [[resources.rules]]\nmethod = \"\"\nname = \"a*b*\"\nrequired_scopes = []\n",
+         [[resources.rules]]\nmethod = \"\"\nname = \"a*b*\"\nrequired_scopes = []\n\
+         [[resources.rules]]\nmethod = \"tools/call\"\nrequired_scopes = [\"root\"]\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-authd"))
@@ -209,6 +217,7 @@ async fn bad_policy_configuration_is_refused_with_every_problem_named() {
         "resources[0].rules[0].method",
         "resources[0].rules[0].name",
         "resources[0].rules[0].required_scopes",
+        "resources[0].rules[1].required_scopes: \"root\" is not in oauth.scopes_supported",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }

@@ -90,7 +90,7 @@ impl Answers {
                 self.login_redirect(req)
             }
             Decision::Unauthorized { resource, error } => {
-                let mut challenge = base_challenge(&resource);
+                let mut challenge = base_challenge(&resource, req);
                 if let Some(why) = error {
                     challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
                 }
@@ -147,10 +147,11 @@ impl Answers {
 }
 
 /// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1, RFC 6750 §3).
-fn base_challenge(resource: &ProtectedResource) -> String {
+fn base_challenge(resource: &ProtectedResource, req: &OriginalRequest) -> String {
     let mut c = format!("Bearer resource_metadata=\"{}\"", resource.metadata_url());
-    if !resource.scopes.is_empty() {
-        c.push_str(&format!(", scope=\"{}\"", resource.scopes.join(" ")));
+    let scope = resource.challenge_scope(req);
+    if !scope.is_empty() {
+        c.push_str(&format!(", scope=\"{scope}\""));
     }
     c
 }

@@ -59,9 +59,15 @@ impl OriginalRequest {
     /// Fills the MCP headers and the browser flag from the original request's headers
     /// (`header` looks one up by lower-case name).
     pub fn with_headers<'a>(mut self, header: impl Fn(&str) -> Option<&'a str>) -> Self {
-        let value = |name| header(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-        self.mcp_method = value("mcp-method");
-        self.mcp_name = value("mcp-name");
+        let value = |name| header(name).map(str::trim).filter(|v| !v.is_empty());
+        self.mcp_method = value("mcp-method").map(str::to_owned);
+        match value("mcp-name").map(decode_mcp_name) {
+            Some(Some(name)) => self.mcp_name = Some(name),
+            // SECURITY: a name we cannot read is judged as a request that does not say what it
+            // is (it needs every rule's scope), not as a name no rule mentions.
+            Some(None) => self.mcp_method = None,
+            None => {}
+        }
         self.browser = matches!(self.method.as_str(), "GET" | "HEAD")
             && header("authorization").is_none()
             && header("accept").is_some_and(|a| a.contains("text/html"));
@@ -108,6 +114,19 @@ pub enum Decision {
     NotProtected,
     /// 503: the decision depends on state this replica cannot see right now.
     Unavailable,
+}
+
+/// An `Mcp-Name` value: names that are not plain ASCII come Base64-encoded between `=?base64?`
+/// and `?=` (SEP-2243), and must be compared decoded, as the MCP server does. `None` when the
+/// encoding is broken.
+fn decode_mcp_name(value: &str) -> Option<String> {
+    use base64::Engine;
+    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+        Some(inner) => {
+            base64::engine::general_purpose::STANDARD.decode(inner).ok().and_then(|b| String::from_utf8(b).ok())
+        }
+        None => Some(value.to_owned()),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1).

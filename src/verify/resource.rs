@@ -31,6 +31,9 @@ pub struct ProtectedResource {
     pub scopes: Vec<String>,
     /// Scopes every token must carry.
     pub required_scopes: Vec<String>,
+    /// The `scope` of a 401 challenge, before any rule's: what a client should ask for first
+    /// (`required_scopes`, else the server's default scopes this resource has, else `scopes`).
+    pub challenge_scopes: Vec<String>,
     /// Allowed users, lower case; empty = all.
     pub allowed_users: Vec<String>,
     /// Allowed organisations / groups (the `groups` claim).
@@ -91,6 +94,7 @@ impl ProtectedResource {
             url: format!("{origin}{path}"),
             origin,
             path,
+            challenge_scopes: scopes.clone(),
             scopes,
             required_scopes: Vec::new(),
             allowed_users: Vec::new(),
@@ -143,6 +147,18 @@ impl ProtectedResource {
         by_name || by_org || by_domain
     }
 
+    /// The `scope` of a 401 challenge for `req`: what to ask for first, plus what the rules
+    /// matching this request need, so that a client gets a token that works at the first try.
+    pub fn challenge_scope(&self, req: &super::OriginalRequest) -> String {
+        let mut all: Vec<&str> = Vec::new();
+        for s in self.challenge_scopes.iter().map(String::as_str).chain(self.rule_scopes(req)) {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        all.join(" ")
+    }
+
     /// Scopes a request needs beyond what every token needs here: those of the rules matching
     /// its MCP method and name. A POST that does not say its method (no `Mcp-Method`) needs
     /// the scopes of every rule, so leaving the header out never gets around a rule.
@@ -178,6 +194,13 @@ impl Resources {
                 let scopes = if r.scopes.is_empty() { config.oauth.scopes_supported.clone() } else { r.scopes.clone() };
                 let mut res = ProtectedResource::new(origin_of(&url), url.path(), scopes);
                 res.required_scopes = r.required_scopes.clone();
+                let defaults: Vec<String> =
+                    config.oauth.default_scopes.iter().filter(|s| res.scopes.contains(s)).cloned().collect();
+                if !res.required_scopes.is_empty() {
+                    res.challenge_scopes = res.required_scopes.clone();
+                } else if !defaults.is_empty() {
+                    res.challenge_scopes = defaults;
+                }
                 res.allowed_users = r.allowed_users.iter().map(|u| u.to_lowercase()).collect();
                 res.allowed_orgs = r.allowed_orgs.clone();
                 res.allowed_email_domains =

@@ -39,7 +39,7 @@ fn health_ok(port: u16) -> bool {
 pub struct Server {
     /// Its port.
     pub port: u16,
-    /// `http://127.0.0.1:<port>`: the issuer.
+    /// The issuer: `http://127.0.0.1:<port>`, or the proxy's URL ([`Options::issuer`]).
     pub base: String,
     dir: TempDir,
     child: Option<Child>,
@@ -62,6 +62,9 @@ pub struct Options {
     pub no_local_users: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The issuer, when the server is reached through a proxy (`http://127.0.0.1:<proxy port>`):
+    /// [`Server::url`] and the OAuth helpers then go through the proxy.
+    pub issuer: Option<String>,
 }
 
 impl Server {
@@ -74,7 +77,7 @@ impl Server {
     pub fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
+        let base = opts.issuer.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
         let mut toml = format!(
             "[server]\nbind = \"127.0.0.1:{port}\"\nissuer = \"{base}\"\ndata_dir = \"{}\"\n\n\
              [[resources]]\nurl = \"{RESOURCE}\"\n\n[[resources]]\nurl = \"{OTHER_RESOURCE}\"\nrequired_scopes = [\"mcp\"]\n\n",
