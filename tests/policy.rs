@@ -98,6 +98,13 @@ async fn per_tool_rules_ask_for_the_scope_the_call_needs() {
     let res = verify(&s, "POST", TOOLS, Some(&admin), &[]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(challenge(&res).contains("scope=\"admin files\""), "{}", challenge(&res));
+    // ... unless it declares a protocol version whose servers refuse requests without Mcp-Method
+    // but the `initialize` handshake (SEP-2243): then it can only be `initialize`.
+    let v = |version| [("mcp-protocol-version", version)];
+    assert_eq!(verify(&s, "POST", TOOLS, Some(&plain), &v("2026-07-28")).await.status(), StatusCode::OK);
+    for older in ["2025-11-25", "2026-7-28", "latest"] {
+        assert_eq!(verify(&s, "POST", TOOLS, Some(&plain), &v(older)).await.status(), StatusCode::FORBIDDEN, "{older}");
+    }
     let all = s.mint(&["--sub", "u1", "--aud", TOOLS, "--scope", "mcp admin files"]);
     assert_eq!(verify(&s, "POST", TOOLS, Some(&all), &[]).await.status(), StatusCode::OK);
     assert_eq!(verify(&s, "GET", TOOLS, Some(&plain), &[]).await.status(), StatusCode::OK);

@@ -61,6 +61,14 @@ impl OriginalRequest {
     pub fn with_headers<'a>(mut self, header: impl Fn(&str) -> Option<&'a str>) -> Self {
         let value = |name| header(name).map(str::trim).filter(|v| !v.is_empty());
         self.mcp_method = value("mcp-method").map(str::to_owned);
+        if self.mcp_method.is_none()
+            && self.method == "POST"
+            && value("mcp-protocol-version").is_some_and(labels_requests)
+        {
+            // SEP-2243: a server on 2026-07-28 or later refuses a request without Mcp-Method,
+            // except the `initialize` handshake (sent before the headers are negotiated).
+            self.mcp_method = Some("initialize".to_owned());
+        }
         match value("mcp-name").map(decode_mcp_name) {
             Some(Some(name)) => self.mcp_name = Some(name),
             // SECURITY: a name we cannot read is judged as a request that does not say what it
@@ -114,6 +122,14 @@ pub enum Decision {
     NotProtected,
     /// 503: the decision depends on state this replica cannot see right now.
     Unavailable,
+}
+
+/// Whether an `MCP-Protocol-Version` is one whose servers require `Mcp-Method` (2026-07-28
+/// and later; versions are `YYYY-MM-DD` dates).
+fn labels_requests(version: &str) -> bool {
+    let date = version.len() == 10
+        && version.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    date && version >= "2026-07-28"
 }
 
 /// An `Mcp-Name` value: names that are not plain ASCII come Base64-encoded between `=?base64?`

@@ -4,5 +4,6 @@
 
 pub mod github;
 pub mod oauth;
+pub mod proxies;
 pub mod redis;
 pub mod server;
