@@ -5,7 +5,8 @@
 //! client (rmcp's own) then calls `mcp-echo`, whose `authContext` shows the identity the proxy
 //! passed on (and not one the client forged), and whose `printHeader` shows the user's token was
 //! not passed on. A token for another resource is refused, a per-tool rule yields a 403
-//! `insufficient_scope` step-up challenge, and a revoked token is refused at the next call.
+//! `insufficient_scope` step-up challenge, a revoked token is refused at the next call, a browser
+//! is sent to `verify.login_url`, and with mcp-authd gone the proxy refuses everything.
 //!
 //! Traefik, Caddy, nginx and Envoy (HTTP and gRPC ext_authz) run as children of the test;
 //! `make test-deps` installs them, and a missing one fails the test naming it.
@@ -102,7 +103,8 @@ async fn journey(kind: Kind) {
     let fetch = format!("{public}/fetch/mcp");
     let s = Server::start_with(Options {
         toml: format!(
-            "[oauth]\nscopes_supported = [\"mcp\", \"admin\"]\n\n[verify]\ngrpc_bind = \"127.0.0.1:{grpc}\"\n\n\
+            "[oauth]\nscopes_supported = [\"mcp\", \"admin\"]\n\n\
+             [verify]\ngrpc_bind = \"127.0.0.1:{grpc}\"\nlogin_url = \"https://sso.example.com/start\"\n\n\
              [[resources]]\nurl = \"{echo}\"\n\
              [[resources.rules]]\nmethod = \"tools/call\"\nname = \"environmentDump\"\nrequired_scopes = [\"admin\"]\n\n\
              [[resources]]\nurl = \"{fetch}\"\n"
@@ -141,6 +143,13 @@ async fn journey(kind: Kind) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let legacy = challenge(&res);
     assert!(legacy.ends_with("scope=\"mcp admin\""), "{legacy}");
+
+    // A person opening the URL in a browser is sent to log in (verify.login_url) instead.
+    let res = http().get(&echo).header("accept", "text/html,*/*;q=0.8").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND, "{}", ctx("browser"));
+    let location = res.headers()["location"].to_str().unwrap();
+    let rd = url::form_urlencoded::byte_serialize(echo.as_bytes()).collect::<String>();
+    assert_eq!(location, format!("https://sso.example.com/start?rd={rd}"));
 
     // 2. Discovery through the proxy: RFC 9728, then RFC 8414 at the server it names.
     let res = http().get(&metadata_url).send().await.unwrap();
@@ -221,6 +230,16 @@ async fn journey(kind: Kind) {
     let res = post(&echo, Some(&token), "tools/list", None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{}", ctx("revoked token"));
     assert!(challenge(&res).contains("token revoked"), "{}", challenge(&res));
+
+    // 8. mcp-authd gone: the proxy refuses (fails closed), even a token that was good.
+    let good = tokens_for(&s, &client, &echo).await;
+    let good = good["access_token"].as_str().unwrap().to_owned();
+    assert!(post(&echo, Some(&good), "tools/list", None).await.status().is_success());
+    drop(ctx);
+    let mut s = s;
+    s.stop();
+    let st = post(&echo, Some(&good), "tools/list", None).await.status();
+    assert!(st.is_server_error(), "{kind:?}: mcp-authd down: {st}\n{}", proxy.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

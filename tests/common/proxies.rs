@@ -65,11 +65,25 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop(child);
         }
     }
+}
+
+/// SIGTERM, then SIGKILL after 5 s. Not SIGKILL first: nginx's master would die without telling
+/// its workers, which would go on serving the port (as orphans) after the test.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
 }
 
 fn deploy(path: &str) -> String {
@@ -263,7 +277,7 @@ pub fn validate(kind: Kind) -> Result<(), String> {
     if kind == Kind::Traefik {
         // Routed to an mcp-authd that is not there: 502 from Traefik means the routes loaded.
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
-        let mut child = Command::new(&bin).args(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        let child = Command::new(&bin).args(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = health_status(port)
@@ -276,8 +290,7 @@ pub fn validate(kind: Kind) -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(child);
         let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default();
         return match status {
             Some(502) if !log.contains("level=error") && !log.contains("ERR") => Ok(()),
