@@ -235,7 +235,6 @@ async fn journey(kind: Kind) {
     let good = tokens_for(&s, &client, &echo).await;
     let good = good["access_token"].as_str().unwrap().to_owned();
     assert!(post(&echo, Some(&good), "tools/list", None).await.status().is_success());
-    drop(ctx);
     let mut s = s;
     s.stop();
     let st = post(&echo, Some(&good), "tools/list", None).await.status();
