@@ -486,6 +486,49 @@ async fn forwarded_headers_from_untrusted_peers_are_ignored() {
 }
 
 #[tokio::test]
+async fn dot_segments_and_encoded_slashes_cannot_borrow_another_resources_token() {
+    // Two MCP servers on one origin; a token for fetch, presented on a path that a proxy routing
+    // on the raw path sends to echo but that resolves to fetch's.
+    let (echo, fetch) = ("https://tools.example.com/echo/mcp", "https://tools.example.com/fetch/mcp");
+    let s = Server::start_with(Options {
+        toml: format!("[[resources]]\nurl = \"{echo}\"\n\n[[resources]]\nurl = \"{fetch}\"\n"),
+        ..Options::default()
+    });
+    let token = s.mint(&["--sub", "u1", "--aud", fetch]);
+    let ask = |uri: &'static str| {
+        http()
+            .get(s.url("/verify"))
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "tools.example.com")
+            .header("x-forwarded-uri", uri)
+            .bearer_auth(&token)
+    };
+    assert_eq!(ask("/fetch/mcp").send().await.unwrap().status(), StatusCode::OK);
+    for uri in [
+        "/echo/mcp/../../fetch/mcp",
+        "/echo/%2e%2E/fetch/mcp",
+        "/echo/mcp%2F..%2F..%2Ffetch%2Fmcp",
+        "/echo\\..\\fetch/mcp",
+    ] {
+        let res = ask(uri).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{uri}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "access_denied", "{uri}");
+    }
+    // The nginx dialect carries the same path inside X-Original-URL.
+    let res = http()
+        .get(s.url("/verify"))
+        .header("x-original-url", "https://tools.example.com/echo/mcp/../../fetch/mcp")
+        .header("x-original-method", "POST")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn reflected_input_is_escaped() {
     let s = Server::start();
     let c = register(

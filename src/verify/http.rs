@@ -71,8 +71,13 @@ impl Dialect {
         }
         // nginx auth_request with `X-Original-URL $scheme://$http_host$request_uri` and
         // `X-Original-Method $request_method` (the documented configuration).
-        if let Some(url) = h("x-original-url").and_then(|u| Url::parse(u).ok()) {
+        if let Some(raw) = h("x-original-url") {
             let method = h("x-original-method").unwrap_or(req.method().as_str());
+            // The raw path, before URL parsing resolves what `ambiguous_path` refuses.
+            let raw_path = raw.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+            let Some(url) = Url::parse(raw).ok().filter(|_| !raw_path.is_some_and(ambiguous_path)) else {
+                return normalize(method, &self.issuer_scheme, "", "/");
+            };
             let host = origin_of(&url);
             let host = host.split_once("://").map_or("", |(_, h)| h);
             let uri = match url.query() {
@@ -142,8 +147,11 @@ pub fn respond(
 pub(crate) fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
     let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
     let uri = if uri.starts_with('/') { uri } else { "/" };
-    let parsed = Url::parse(&format!("{scheme}://{host}{uri}"))
-        .ok()
+    // SECURITY: a path the proxy may route differently from how it would be judged here is judged
+    // as nothing at all (see `ambiguous_path`).
+    let parsed = Some(uri)
+        .filter(|u| !ambiguous_path(u))
+        .and_then(|uri| Url::parse(&format!("{scheme}://{host}{uri}")).ok())
         .filter(|u| u.host_str().is_some() && u.username().is_empty() && u.password().is_none());
     let Some(url) = parsed else {
         return OriginalRequest {
@@ -169,6 +177,19 @@ pub(crate) fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> Or
     }
 }
 
+/// Whether the path of `uri` has a dot segment (`.`, `..`, percent-encoded or not), an encoded
+/// slash or a backslash. URL parsing resolves these, so the path judged would not be the one a
+/// proxy that routes on the raw path sends to the MCP server: `/echo/../fetch/mcp` would be
+/// judged as fetch's and routed to echo. No MCP client sends such a path.
+fn ambiguous_path(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    let lower = path.to_ascii_lowercase();
+    lower.contains("%2f")
+        || lower.contains("%5c")
+        || path.contains('\\')
+        || lower.split('/').any(|seg| matches!(seg, "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +212,22 @@ mod tests {
         assert_eq!(normalize("GET", "https", "user@h", "/").host, "localhost");
         assert_eq!(normalize("GET", "https", "h", "relative").uri, "/");
         assert_eq!(normalize("GET", "javascript", "h", "/").scheme, "https");
+        for path in [
+            "/echo/../fetch/mcp",
+            "/echo/%2E%2E/fetch/mcp",
+            "/echo/.%2e/x",
+            "/a/./b",
+            "/a/..",
+            "/a%2Fb",
+            "/a\\b",
+            "/a%5cb",
+        ] {
+            let r = normalize("POST", "https", "h", path);
+            assert_eq!((r.host.as_str(), r.uri.as_str()), ("localhost", "/"), "{path}");
+        }
+        for path in ["/mcp", "/mcp/x.y", "/mcp/..x", "/mcp/?q=../x", "/.well-known/oauth-protected-resource/mcp"] {
+            assert_eq!(normalize("POST", "https", "h", path).host, "h", "{path}");
+        }
     }
 
     fn request(peer: &str, path: &str, headers: &[(&str, &str)]) -> HttpRequest {
