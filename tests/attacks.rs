@@ -529,6 +529,43 @@ async fn dot_segments_and_encoded_slashes_cannot_borrow_another_resources_token(
 }
 
 #[tokio::test]
+async fn a_request_in_two_proxy_dialects_is_judged_as_nothing() {
+    // A proxy speaks one dialect and passes the client's headers on: the other dialect's headers
+    // in the same subrequest come from the client.
+    let s = Server::start();
+    let token = s.mint(&["--sub", "u1", "--aud", RESOURCE]);
+    let forwarded = [
+        ("x-forwarded-method", "POST"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "mcp.example.com"),
+        ("x-forwarded-uri", "/mcp"),
+    ];
+    let original = [("x-original-url", "https://mcp.example.com/mcp"), ("x-original-method", "POST")];
+    let ask = |path: &str, sets: &[&[(&'static str, &'static str)]]| {
+        let mut req = http().get(s.url(path)).bearer_auth(&token).header("host", "mcp.example.com");
+        for set in sets {
+            for (k, v) in *set {
+                req = req.header(*k, *v);
+            }
+        }
+        req
+    };
+    // Each dialect alone: allowed.
+    assert_eq!(ask("/verify", &[&forwarded]).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask("/verify", &[&original]).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask("/verify/mcp", &[&[("x-forwarded-proto", "https")]]).send().await.unwrap().status(), StatusCode::OK);
+    // Any two: refused.
+    for (path, sets) in [
+        ("/verify", vec![&forwarded[..], &original[..]]),
+        ("/verify/mcp", vec![&forwarded[..]]),
+        ("/verify/mcp", vec![&original[..]]),
+    ] {
+        let res = ask(path, &sets).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} {sets:?}");
+    }
+}
+
+#[tokio::test]
 async fn reflected_input_is_escaped() {
     let s = Server::start();
     let c = register(

@@ -64,6 +64,14 @@ impl Dialect {
             return normalize(req.method().as_str(), &self.issuer_scheme, own_host, "/");
         }
         let scheme = first("x-forwarded-proto").unwrap_or(&self.issuer_scheme);
+        // SECURITY: a proxy speaks one dialect, and passes the client's other headers on (Traefik
+        // and Caddy copy them to the subrequest, so does nginx unless told not to). A request in
+        // two dialects has one of them from the client: it is judged as nothing.
+        let dialects =
+            [h("x-forwarded-uri").is_some(), h("x-original-url").is_some(), req.path().starts_with("/verify/")];
+        if dialects.iter().filter(|d| **d).count() > 1 {
+            return normalize(req.method().as_str(), scheme, "", "/");
+        }
         // Traefik forwardAuth, Caddy forward_auth.
         if let Some(uri) = h("x-forwarded-uri") {
             let method = h("x-forwarded-method").unwrap_or(req.method().as_str());
