@@ -23,9 +23,12 @@ use crate::oauth::params::Params;
 /// Largest request body read by any endpoint (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The route table.
+/// The route table. Routes are tried in order, and a pattern with a `{…}` segment costs a regex
+/// match: `/verify` (every proxied MCP request) and `/health` (every probe) come first.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(&["/health"]).route(web::get().to(health::get_health)))
+    cfg.service(resource(&["/verify"]).route(web::route().to(verify::any_verify)))
+        .service(resource(&["/health"]).route(web::get().to(health::get_health)))
+        .service(resource(&["/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)))
         .service(resource(&["/ready"]).route(web::get().to(health::get_ready)))
         .service(
             resource(&[
@@ -61,7 +64,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(&["/token"]).wrap(cors()).route(web::post().to(token::post_token)))
         .service(resource(&["/revoke"]).wrap(cors()).route(web::post().to(token::post_revoke)))
         .service(resource(&["/introspect"]).route(web::post().to(token::post_introspect)))
-        .service(resource(&["/verify", "/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)))
         .default_service(web::to(not_found));
 }
 
@@ -132,6 +134,30 @@ pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        // `/verify` answers every proxied MCP request and `/health` every probe: their spans are
+        // debug-level, so that at the default level they cost nothing (refusals are logged by
+        // `verify::log_decision` with their own fields).
+        let path = request.path();
+        let span = if path == "/verify" || path == "/health" || path.starts_with("/verify/") {
+            tracing::debug_span!(
+                "request",
+                method = %request.method(),
+                path = %path,
+                request_id = tracing::field::Empty,
+                status = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %path,
+                request_id = tracing::field::Empty,
+                status = tracing::field::Empty,
+            )
+        };
+        if span.is_disabled() {
+            return span;
+        }
         let incoming = request
             .headers()
             .get("x-request-id")
@@ -140,13 +166,8 @@ impl RootSpanBuilder for RequestSpan {
             .map(str::to_owned);
         let id = incoming
             .unwrap_or_else(|| request.extensions().get::<RequestId>().map(|r| r.to_string()).unwrap_or_default());
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.path(),
-            request_id = %id,
-            status = tracing::field::Empty,
-        )
+        span.record("request_id", tracing::field::display(&id));
+        span
     }
 
     fn on_request_end<B: actix_web::body::MessageBody>(

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use ipnet::IpNet;
 use url::Url;
@@ -17,6 +17,36 @@ use super::answer::{Answer, Answers};
 use super::resource::origin_of;
 use super::{Decision, OriginalRequest};
 use crate::config::Config;
+
+/// The request headers /verify reads, parsed once (a lookup by `&str` parses the name each time).
+mod names {
+    use actix_web::http::header::HeaderName;
+
+    pub static HOST: HeaderName = HeaderName::from_static("host");
+    pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+    pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+    pub static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+    pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+    pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+    pub static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+    pub static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+    pub static AUTHORIZATION: HeaderName = HeaderName::from_static("authorization");
+    pub static ACCEPT: HeaderName = HeaderName::from_static("accept");
+
+    /// The constant for a name `OriginalRequest::with_headers` asks for.
+    pub fn known(name: &str) -> Option<&'static HeaderName> {
+        Some(match name {
+            "mcp-method" => &MCP_METHOD,
+            "mcp-name" => &MCP_NAME,
+            "mcp-protocol-version" => &MCP_PROTOCOL_VERSION,
+            "authorization" => &AUTHORIZATION,
+            "accept" => &ACCEPT,
+            _ => return None,
+        })
+    }
+}
 
 /// How /verify reads the proxies, parsed once from the configuration.
 #[derive(Debug)]
@@ -51,36 +81,39 @@ impl Dialect {
     /// headers.
     pub fn original_request(&self, req: &HttpRequest) -> OriginalRequest {
         let headers = req.headers();
-        self.forwarded_request(req).with_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        self.forwarded_request(req).with_headers(|name| headers.get(names::known(name)?).and_then(|v| v.to_str().ok()))
     }
 
     /// Method, scheme, host and URI of the original request.
     fn forwarded_request(&self, req: &HttpRequest) -> OriginalRequest {
-        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let h = |name: &HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         // A proxy chain may list several values: the first is the client-facing one.
-        let first = |name: &str| h(name).map(|v| v.split(',').next().unwrap_or(v).trim());
-        let own_host = h("host").unwrap_or("localhost");
+        let first = |name: &HeaderName| h(name).map(|v| v.split(',').next().unwrap_or(v).trim());
+        let own_host = h(&names::HOST).unwrap_or("localhost");
         if !self.is_trusted(req.peer_addr().map(|a| a.ip())) {
             return normalize(req.method().as_str(), &self.issuer_scheme, own_host, "/");
         }
-        let scheme = first("x-forwarded-proto").unwrap_or(&self.issuer_scheme);
+        let scheme = first(&names::X_FORWARDED_PROTO).unwrap_or(&self.issuer_scheme);
         // SECURITY: a proxy speaks one dialect, and passes the client's other headers on (Traefik
         // and Caddy copy them to the subrequest, so does nginx unless told not to). A request in
         // two dialects has one of them from the client: it is judged as nothing.
-        let dialects =
-            [h("x-forwarded-uri").is_some(), h("x-original-url").is_some(), req.path().starts_with("/verify/")];
+        let dialects = [
+            h(&names::X_FORWARDED_URI).is_some(),
+            h(&names::X_ORIGINAL_URL).is_some(),
+            req.path().starts_with("/verify/"),
+        ];
         if dialects.iter().filter(|d| **d).count() > 1 {
             return normalize(req.method().as_str(), scheme, "", "/");
         }
         // Traefik forwardAuth, Caddy forward_auth.
-        if let Some(uri) = h("x-forwarded-uri") {
-            let method = h("x-forwarded-method").unwrap_or(req.method().as_str());
-            return normalize(method, scheme, first("x-forwarded-host").unwrap_or(own_host), uri);
+        if let Some(uri) = h(&names::X_FORWARDED_URI) {
+            let method = h(&names::X_FORWARDED_METHOD).unwrap_or(req.method().as_str());
+            return normalize(method, scheme, first(&names::X_FORWARDED_HOST).unwrap_or(own_host), uri);
         }
         // nginx auth_request with `X-Original-URL $scheme://$http_host$request_uri` and
         // `X-Original-Method $request_method` (the documented configuration).
-        if let Some(raw) = h("x-original-url") {
-            let method = h("x-original-method").unwrap_or(req.method().as_str());
+        if let Some(raw) = h(&names::X_ORIGINAL_URL) {
+            let method = h(&names::X_ORIGINAL_METHOD).unwrap_or(req.method().as_str());
             // The raw path, before URL parsing resolves what `ambiguous_path` refuses.
             let raw_path = raw.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
             let Some(url) = Url::parse(raw).ok().filter(|_| !raw_path.is_some_and(ambiguous_path)) else {
@@ -101,12 +134,12 @@ impl Dialect {
                 "" => format!("/{tail}"),
                 q => format!("/{tail}?{q}"),
             };
-            return normalize(req.method().as_str(), scheme, first("x-forwarded-host").unwrap_or(own_host), &uri);
+            return normalize(req.method().as_str(), scheme, first(&names::X_FORWARDED_HOST).unwrap_or(own_host), &uri);
         }
         normalize(
-            h("x-forwarded-method").unwrap_or(req.method().as_str()),
+            h(&names::X_FORWARDED_METHOD).unwrap_or(req.method().as_str()),
             scheme,
-            first("x-forwarded-host").unwrap_or(own_host),
+            first(&names::X_FORWARDED_HOST).unwrap_or(own_host),
             "/",
         )
     }

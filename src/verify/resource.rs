@@ -240,11 +240,14 @@ impl Resources {
 
     /// The resource a request is for; `None` when resources are configured and none matches.
     pub fn for_request(&self, req: &OriginalRequest, default_scope: &[String]) -> Option<Arc<ProtectedResource>> {
-        let origin = req.origin();
         if self.list.is_empty() {
-            return Some(Arc::new(ProtectedResource::new(origin, req.path(), default_scope.to_vec())));
+            return Some(Arc::new(ProtectedResource::new(req.origin(), req.path(), default_scope.to_vec())));
         }
-        self.list.iter().find(|r| r.origin == origin && covers(&r.path, req.path())).cloned()
+        // `scheme://host` compared in place: no allocation per request.
+        let same_origin = |o: &str| {
+            o.strip_prefix(req.scheme.as_str()).and_then(|rest| rest.strip_prefix("://")) == Some(req.host.as_str())
+        };
+        self.list.iter().find(|r| same_origin(&r.origin) && covers(&r.path, req.path())).cloned()
     }
 
     /// The resource whose metadata lives at `origin` + well-known + `path` (RFC 9728 §3.1).
