@@ -100,6 +100,44 @@ async fn revocations_reach_every_replica() {
     );
 }
 
+/// Polls /verify at `s` until it answers `want`.
+async fn answers(c: &reqwest::Client, s: &Server, token: &str, want: StatusCode, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = verify_at(c, s, token).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got} instead of {want} after {within:?}:\n{}", s.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_closed_while_redis_is_away_and_resyncs_when_it_is_back() {
+    let mut redis = RedisServer::start_with_args(&["--appendonly", "yes"]);
+    let s = Server::start_with(Options {
+        toml: format!("[store]\ntype = \"redis\"\nredis_url = \"{}\"\n", redis.url),
+        ..Options::default()
+    });
+    let c = http();
+    let client = register_public(&s).await;
+    let tokens = tokens_for(&s, &client, RESOURCE).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(verify_at(&c, &s, &access).await, StatusCode::OK);
+
+    // Redis gone: the revocation view may be stale, so even a cached, valid token gets 503.
+    redis.stop();
+    answers(&c, &s, &access, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10)).await;
+    // Back (its data replayed from the AOF): the feed reconnects, reloads the revocations, and
+    // /verify answers from memory again.
+    redis.restart();
+    answers(&c, &s, &access, StatusCode::OK, Duration::from_secs(20)).await;
+    let (st, _) = post_form(&s, "/revoke", &[("token", &access), ("client_id", &client.id)], None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(verify_at(&c, &s, &access).await, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_token_is_refused_once_expired_and_rotation_keeps_valid_tokens() {
     let c = http();
