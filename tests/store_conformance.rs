@@ -17,8 +17,8 @@ use mcp_authd::oauth::client::{AuthMethod, ClientMetadata};
 use mcp_authd::store::embedded::EmbeddedStore;
 use mcp_authd::store::redis::RedisStore;
 use mcp_authd::store::{
-    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake, Revocation,
-    RevocationTarget, Store, User, now,
+    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, DeviceStatus, FeedEvent, PendingAuthorization,
+    RefreshRecord, RefreshTake, Revocation, RevocationTarget, Store, User, now,
 };
 
 use common::redis::{RedisServer, free_port};
@@ -125,7 +125,97 @@ async fn suite(store: Arc<dyn Store>) {
     refresh_tokens(&*store).await;
     revocations(&*store).await;
     concurrent_single_use(&store).await;
+    devices(&store).await;
     expiry(&*store).await;
+}
+
+fn device(client_id: &str, user_code: &str, expires_in: i64) -> DeviceRecord {
+    DeviceRecord {
+        client_id: client_id.into(),
+        scope: "mcp".into(),
+        resource: "https://mcp.example.com/mcp".into(),
+        user_code: user_code.into(),
+        expires_at: now() + expires_in,
+        interval: 5,
+        last_poll_ms: 0,
+        status: DeviceStatus::Pending,
+        user: None,
+        auth_time: 0,
+        family_id: id(),
+    }
+}
+
+/// RFC 8628 device authorizations: user-code uniqueness, the decision, the poll state machine
+/// (client binding, pending, slow_down, approval spent once, replay, denial, expiry), and one
+/// winner among concurrent polls of an approved code.
+async fn devices(store: &Arc<dyn Store>) {
+    let (hash, code) = (id(), id()[..8].to_uppercase());
+    let rec = device("c1", &code, 600);
+    assert!(store.put_device(&hash, &rec).await.unwrap());
+    assert!(!store.put_device(&id(), &device("c2", &code, 600)).await.unwrap(), "user code already taken");
+    let (found, got) = store.device_by_user_code(&code).await.unwrap().unwrap();
+    assert_eq!((found.as_str(), &got), (hash.as_str(), &rec));
+    assert!(store.device_by_user_code("NOSUCHCD").await.unwrap().is_none());
+
+    let t0 = now() * 1000;
+    assert_eq!(store.poll_device(&hash, "c2", t0).await.unwrap(), DevicePoll::WrongClient);
+    assert_eq!(store.poll_device(&hash, "c1", t0).await.unwrap(), DevicePoll::Pending);
+    assert_eq!(store.poll_device(&hash, "c1", t0 + 1000).await.unwrap(), DevicePoll::SlowDown);
+    // The interval grew to 10 s and counts from the last poll.
+    assert_eq!(store.poll_device(&hash, "c1", t0 + 9000).await.unwrap(), DevicePoll::SlowDown);
+    assert_eq!(store.device_by_user_code(&code).await.unwrap().unwrap().1.interval, 15);
+    assert_eq!(store.poll_device(&hash, "c1", t0 + 25_000).await.unwrap(), DevicePoll::Pending);
+
+    let alice = user();
+    assert!(store.decide_device(&hash, Some((alice.clone(), 1234))).await.unwrap());
+    assert!(!store.decide_device(&hash, None).await.unwrap(), "decided once");
+    match store.poll_device(&hash, "c1", t0 + 50_000).await.unwrap() {
+        DevicePoll::Approved(r) => {
+            assert_eq!(
+                (r.user.as_ref(), r.auth_time, r.family_id.as_str()),
+                (Some(&alice), 1234, rec.family_id.as_str())
+            );
+        }
+        other => panic!("approved expected, got {other:?}"),
+    }
+    assert_eq!(
+        store.poll_device(&hash, "c1", t0 + 80_000).await.unwrap(),
+        DevicePoll::Replayed { family_id: rec.family_id.clone() }
+    );
+    assert_eq!(store.poll_device(&id(), "c1", t0).await.unwrap(), DevicePoll::Unknown);
+
+    // Denied stays denied.
+    let (hash, code) = (id(), id()[..8].to_uppercase());
+    assert!(store.put_device(&hash, &device("c1", &code, 600)).await.unwrap());
+    assert!(store.decide_device(&hash, None).await.unwrap());
+    assert!(!store.decide_device(&hash, Some((user(), 1))).await.unwrap());
+    assert_eq!(store.poll_device(&hash, "c1", t0).await.unwrap(), DevicePoll::Denied);
+
+    // Expired: kept a while to say so, and no longer decidable.
+    let (hash, code) = (id(), id()[..8].to_uppercase());
+    assert!(store.put_device(&hash, &device("c1", &code, -1)).await.unwrap());
+    assert!(!store.decide_device(&hash, Some((user(), 1))).await.unwrap());
+    assert_eq!(store.poll_device(&hash, "c1", t0).await.unwrap(), DevicePoll::Expired);
+
+    // Concurrent polls of an approved code: one gets it.
+    let (hash, code) = (id(), id()[..8].to_uppercase());
+    assert!(store.put_device(&hash, &device("c1", &code, 600)).await.unwrap());
+    assert!(store.decide_device(&hash, Some((user(), 1))).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, hash) = (store.clone(), hash.clone());
+        // Far enough apart that none is a slow_down.
+        tasks.push(tokio::spawn(async move { store.poll_device(&hash, "c1", t0 + i * 60_000).await.unwrap() }));
+    }
+    let mut approved = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            DevicePoll::Approved(_) => approved += 1,
+            DevicePoll::Replayed { .. } | DevicePoll::SlowDown => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(approved, 1, "exactly one poll gets the tokens");
 }
 
 async fn clients(store: &dyn Store) {

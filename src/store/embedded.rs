@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, PendingAuthorization, RefreshRecord, RefreshTake, Revocation, Store, StoreError,
-    StoreResult, now,
+    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, PendingAuthorization, RefreshRecord, RefreshTake,
+    Revocation, Store, StoreError, StoreResult, User, now,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -29,9 +29,14 @@ const CODES: Table = TableDefinition::new("codes");
 const CODE_TOMBSTONES: Table = TableDefinition::new("code_tombstones");
 const REFRESH: Table = TableDefinition::new("refresh_tokens");
 const REVOCATIONS: Table = TableDefinition::new("revocations");
+const DEVICES: Table = TableDefinition::new("device_authorizations");
+const USER_CODES: Table = TableDefinition::new("device_user_codes");
+
+/// Every table, created at open.
+const TABLES: [Table; 8] = [CLIENTS, PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES];
 
 /// Tables holding records with an expiry, swept periodically.
-const EXPIRING: [Table; 5] = [PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS];
+const EXPIRING: [Table; 7] = [PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES];
 
 /// How a record sits in a table: its value and, for ephemeral records, when it dies.
 #[derive(Serialize, Deserialize)]
@@ -97,7 +102,7 @@ impl EmbeddedStore {
         let db =
             Database::create(path).map_err(|e| anyhow::anyhow!("cannot open store file {}: {e}", path.display()))?;
         let txn = db.begin_write()?;
-        for table in [CLIENTS, PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS] {
+        for table in TABLES {
             txn.open_table(table)?;
         }
         txn.commit()?;
@@ -199,6 +204,28 @@ fn sweep(db: &Database) -> StoreResult<()> {
     txn.commit().map_err(unavailable)
 }
 
+impl EmbeddedStore {
+    /// Applies `f` to a live device record in one write transaction, writing it back.
+    async fn update_device<R: Send + 'static>(
+        &self,
+        device_hash: &str,
+        f: impl FnOnce(Option<&mut DeviceRecord>) -> R + Send + 'static,
+    ) -> StoreResult<R> {
+        let key = device_hash.to_owned();
+        self.write(move |txn| {
+            let mut t = txn.open_table(DEVICES).map_err(unavailable)?;
+            let Some(mut record) = read_live::<DeviceRecord>(&t, &key)? else {
+                return Ok(f(None));
+            };
+            let out = f(Some(&mut record));
+            let bytes = encode(&record, Some(record.keep_until()))?;
+            t.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn put_client(&self, client: &ClientRecord) -> StoreResult<()> {
@@ -223,6 +250,42 @@ impl Store for EmbeddedStore {
 
     async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>> {
         self.take(PENDING, id).await
+    }
+
+    async fn put_device(&self, device_hash: &str, record: &DeviceRecord) -> StoreResult<bool> {
+        let (key, record) = (device_hash.to_owned(), record.clone());
+        self.write(move |txn| {
+            let mut codes = txn.open_table(USER_CODES).map_err(unavailable)?;
+            if read_live::<String>(&codes, &record.user_code)?.is_some() {
+                return Ok(false);
+            }
+            let until = Some(record.keep_until());
+            codes.insert(record.user_code.as_str(), encode(&key, until)?.as_slice()).map_err(unavailable)?;
+            let mut devices = txn.open_table(DEVICES).map_err(unavailable)?;
+            devices.insert(key.as_str(), encode(&record, until)?.as_slice()).map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn device_by_user_code(&self, user_code: &str) -> StoreResult<Option<(String, DeviceRecord)>> {
+        let Some(hash) = self.get::<String>(USER_CODES, user_code).await? else {
+            return Ok(None);
+        };
+        Ok(self.get::<DeviceRecord>(DEVICES, &hash).await?.map(|r| (hash, r)))
+    }
+
+    async fn decide_device(&self, device_hash: &str, approved_by: Option<(User, i64)>) -> StoreResult<bool> {
+        self.update_device(device_hash, move |r| r.is_some_and(|r| r.decide(approved_by, now()))).await
+    }
+
+    async fn poll_device(&self, device_hash: &str, client_id: &str, now_ms: i64) -> StoreResult<DevicePoll> {
+        let client_id = client_id.to_owned();
+        self.update_device(device_hash, move |r| match r {
+            Some(r) => r.poll(&client_id, now_ms),
+            None => DevicePoll::Unknown,
+        })
+        .await
     }
 
     async fn put_code(&self, code_hash: &str, grant: &CodeGrant, ttl: Duration) -> StoreResult<()> {

@@ -167,6 +167,129 @@ pub enum RefreshTake {
     Unknown,
 }
 
+/// RFC 8628: a device authorization, from `POST /device_authorization` until its device code is
+/// redeemed or dead. Stored under the device code's digest, found by its user code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The client that asked; only it may poll (RFC 8628 §3.4).
+    pub client_id: String,
+    /// Granted scope.
+    pub scope: String,
+    /// RFC 8707 resource.
+    pub resource: String,
+    /// The user code, normalised (upper case, no separator).
+    pub user_code: String,
+    /// Seconds since the epoch after which the device code is dead (`expired_token`).
+    pub expires_at: i64,
+    /// Least seconds between two polls; raised by 5 at each `slow_down` (RFC 8628 §3.5).
+    pub interval: u64,
+    /// When the client last polled (milliseconds since the epoch), 0 before the first poll.
+    pub last_poll_ms: i64,
+    /// Where the user's decision stands.
+    pub status: DeviceStatus,
+    /// The user who approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// When that user authenticated.
+    #[serde(default)]
+    pub auth_time: i64,
+    /// The grant family of the tokens issued for it (revoked if the device code is replayed).
+    pub family_id: String,
+}
+
+/// Where a device authorization stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// The user has not decided yet.
+    Pending,
+    /// Approved: the next poll gets the tokens.
+    Approved,
+    /// Denied by the user.
+    Denied,
+    /// Tokens were issued; the device code is spent.
+    Redeemed,
+}
+
+/// The outcome of one poll of the token endpoint with a device code (RFC 8628 §3.5).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// No such device code (never issued, or long gone).
+    Unknown,
+    /// Another client's device code (nothing changed).
+    WrongClient,
+    /// `expired_token`.
+    Expired,
+    /// `authorization_pending`.
+    Pending,
+    /// `slow_down`: polled before `interval` passed; the interval grew by 5 s.
+    SlowDown,
+    /// `access_denied`.
+    Denied,
+    /// Approved and now spent: issue the tokens.
+    Approved(DeviceRecord),
+    /// Spent before: a replay; the family must be revoked.
+    Replayed {
+        /// Family of the tokens issued at the first redemption.
+        family_id: String,
+    },
+}
+
+impl DeviceRecord {
+    /// One poll by `client_id` at `now_ms` (RFC 8628 §3.5), as every backend applies it
+    /// atomically: updates the record (poll time, interval, spent) and says what to answer.
+    pub fn poll(&mut self, client_id: &str, now_ms: i64) -> DevicePoll {
+        if !crate::oauth::secret::constant_time_eq(client_id, &self.client_id) {
+            return DevicePoll::WrongClient;
+        }
+        if now_ms / 1000 >= self.expires_at {
+            return DevicePoll::Expired;
+        }
+        if self.status == DeviceStatus::Redeemed {
+            return DevicePoll::Replayed { family_id: self.family_id.clone() };
+        }
+        let interval_ms = i64::try_from(self.interval).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        let too_soon = self.last_poll_ms > 0 && now_ms < self.last_poll_ms.saturating_add(interval_ms);
+        self.last_poll_ms = now_ms;
+        if too_soon {
+            self.interval = self.interval.saturating_add(5);
+            return DevicePoll::SlowDown;
+        }
+        match self.status {
+            DeviceStatus::Pending => DevicePoll::Pending,
+            DeviceStatus::Denied => DevicePoll::Denied,
+            DeviceStatus::Approved => {
+                self.status = DeviceStatus::Redeemed;
+                DevicePoll::Approved(self.clone())
+            }
+            DeviceStatus::Redeemed => unreachable!("handled above"),
+        }
+    }
+
+    /// The user's decision, taken only while pending and alive; `false` otherwise.
+    pub fn decide(&mut self, approved_by: Option<(User, i64)>, now: i64) -> bool {
+        if self.status != DeviceStatus::Pending || now >= self.expires_at {
+            return false;
+        }
+        match approved_by {
+            Some((user, auth_time)) => {
+                self.status = DeviceStatus::Approved;
+                self.user = Some(user);
+                self.auth_time = auth_time;
+            }
+            None => self.status = DeviceStatus::Denied,
+        }
+        true
+    }
+
+    /// How long the store keeps it: a while past `expires_at`, to answer `expired_token` and
+    /// to recognise a replay.
+    pub fn keep_until(&self) -> i64 {
+        self.expires_at.saturating_add(600)
+    }
+}
+
 /// What a revocation covers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
@@ -221,6 +344,19 @@ pub trait Store: Send + Sync + 'static {
     async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
     /// Uses a refresh token: atomically marks it rotated and says whether it already was.
     async fn take_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake>;
+
+    /// Stores a device authorization under its device code's digest, findable by its user code
+    /// until [`DeviceRecord::keep_until`]. `false` (and nothing stored) when the user code is
+    /// already taken: the caller draws another.
+    async fn put_device(&self, device_hash: &str, record: &DeviceRecord) -> StoreResult<bool>;
+    /// The device authorization a user code names: its device code digest and record.
+    async fn device_by_user_code(&self, user_code: &str) -> StoreResult<Option<(String, DeviceRecord)>>;
+    /// Records the user's decision ([`DeviceRecord::decide`]) atomically; `false` when there
+    /// was nothing pending to decide.
+    async fn decide_device(&self, device_hash: &str, approved_by: Option<(User, i64)>) -> StoreResult<bool>;
+    /// One poll ([`DeviceRecord::poll`]) atomically: of two concurrent polls of an approved
+    /// device code, one gets the tokens and the other a replay.
+    async fn poll_device(&self, device_hash: &str, client_id: &str, now_ms: i64) -> StoreResult<DevicePoll>;
 
     /// Records a revocation (idempotent) and tells every replica about it.
     async fn revoke(&self, revocation: &Revocation) -> StoreResult<()>;

@@ -47,8 +47,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, FeedEvent, PendingAuthorization, RefreshRecord, RefreshTake, Revocation, Store,
-    StoreError, StoreResult, now,
+    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, FeedEvent, PendingAuthorization, RefreshRecord,
+    RefreshTake, Revocation, Store, StoreError, StoreResult, User, now,
 };
 use crate::config::StoreConfig;
 
@@ -152,12 +152,36 @@ prune(ARGV[1])
 return redis.call('HVALS', KEYS[2])
 "#;
 
+/// Stores a device authorization unless its user code is taken.
+///
+/// KEYS: user code key, device key. ARGV: device hash, record JSON, keep-until (epoch seconds).
+const PUT_DEVICE: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+return 1
+"#;
+
+/// Compare-and-set: replaces KEYS[1] by ARGV[2] (keeping its expiry) only if it still holds
+/// ARGV[1]. Device updates are computed in Rust ([`DeviceRecord::poll`], `decide`) and applied
+/// with this, retried on a conflict.
+const COMPARE_AND_SET: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"#;
+
 /// The Lua scripts, loaded once per server (`EVALSHA`, falling back to `EVAL`).
 struct Scripts {
     take_code: Script,
     take_refresh: Script,
     revoke: Script,
     list_revocations: Script,
+    put_device: Script,
+    compare_and_set: Script,
 }
 
 impl Scripts {
@@ -167,6 +191,8 @@ impl Scripts {
             take_refresh: Script::new(TAKE_REFRESH),
             revoke: Script::new(&format!("{PRUNE_REVOCATIONS}{REVOKE}")),
             list_revocations: Script::new(&format!("{PRUNE_REVOCATIONS}{LIST_REVOCATIONS}")),
+            put_device: Script::new(PUT_DEVICE),
+            compare_and_set: Script::new(COMPARE_AND_SET),
         }
     }
 }
@@ -348,6 +374,42 @@ impl RedisStore {
         raw.map(|json| decode(kind, &json)).transpose()
     }
 
+    /// Applies `f` to a live device record and writes it back atomically (compare-and-set,
+    /// retried when another replica changed it in between).
+    async fn update_device<R>(
+        &self,
+        device_hash: &str,
+        mut f: impl FnMut(Option<&mut DeviceRecord>) -> R,
+    ) -> StoreResult<R> {
+        let key = self.key("device", device_hash);
+        for _ in 0..16 {
+            let raw: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+            let Some(raw) = raw else {
+                return Ok(f(None));
+            };
+            let mut record: DeviceRecord = decode("device", &raw)?;
+            let out = f(Some(&mut record));
+            let updated = encode(&record)?;
+            if updated == raw {
+                return Ok(out);
+            }
+            let mut conn = self.conn().await?;
+            let swapped: i64 = self
+                .scripts
+                .compare_and_set
+                .key(&key)
+                .arg(&raw)
+                .arg(&updated)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if swapped == 1 {
+                return Ok(out);
+            }
+        }
+        Err(StoreError::Unavailable("device authorization kept changing under concurrent updates".into()))
+    }
+
     /// `SET key json PX ttl`; a zero TTL deletes the key instead (the record would be dead).
     async fn put_json<T: Serialize>(&self, kind: &str, id: &str, value: &T, ttl: Duration) -> StoreResult<()> {
         let json = encode(value)?;
@@ -397,6 +459,44 @@ impl Store for RedisStore {
     async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>> {
         let raw: Option<String> = self.query(redis::cmd("GETDEL").arg(self.key("pending", id))).await?;
         raw.map(|json| decode("pending", &json)).transpose()
+    }
+
+    async fn put_device(&self, device_hash: &str, record: &DeviceRecord) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let stored: i64 = self
+            .scripts
+            .put_device
+            .key(self.key("device_user", &record.user_code))
+            .key(self.key("device", device_hash))
+            .arg(device_hash)
+            .arg(encode(record)?)
+            .arg(record.keep_until())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
+    }
+
+    async fn device_by_user_code(&self, user_code: &str) -> StoreResult<Option<(String, DeviceRecord)>> {
+        let Some(hash) =
+            self.query::<Option<String>>(redis::cmd("GET").arg(self.key("device_user", user_code))).await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.get_json::<DeviceRecord>("device", &hash).await?.map(|r| (hash, r)))
+    }
+
+    async fn decide_device(&self, device_hash: &str, approved_by: Option<(User, i64)>) -> StoreResult<bool> {
+        let now = super::now();
+        self.update_device(device_hash, |r| r.is_some_and(|r| r.decide(approved_by.clone(), now))).await
+    }
+
+    async fn poll_device(&self, device_hash: &str, client_id: &str, now_ms: i64) -> StoreResult<DevicePoll> {
+        self.update_device(device_hash, |r| match r {
+            Some(r) => r.poll(client_id, now_ms),
+            None => DevicePoll::Unknown,
+        })
+        .await
     }
 
     async fn put_code(&self, code_hash: &str, grant: &CodeGrant, ttl: Duration) -> StoreResult<()> {
