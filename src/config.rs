@@ -188,6 +188,10 @@ pub struct TokenConfig {
     pub code_ttl: u64,
     /// Time a user has to finish logging in, seconds.
     pub login_ttl: u64,
+    /// RFC 8628 device code lifetime (`expires_in`), seconds.
+    pub device_code_ttl: u64,
+    /// RFC 8628 least seconds between two polls of the token endpoint (`interval`).
+    pub device_poll_interval: u64,
 }
 
 impl Default for TokenConfig {
@@ -200,6 +204,8 @@ impl Default for TokenConfig {
             refresh_token_ttl: 30 * 24 * 3600,
             code_ttl: 60,
             login_ttl: 600,
+            device_code_ttl: 600,
+            device_poll_interval: 5,
         }
     }
 }
@@ -558,6 +564,8 @@ impl Config {
             (t.refresh_token_ttl, "tokens.refresh_token_ttl", 366 * 86_400),
             (t.code_ttl, "tokens.code_ttl", 600),
             (t.login_ttl, "tokens.login_ttl", 3600),
+            (t.device_code_ttl, "tokens.device_code_ttl", 3600),
+            (t.device_poll_interval, "tokens.device_poll_interval", 60),
         ] {
             if v == 0 || v > max {
                 p.push(format!("{}: must be between 1 and {max} seconds", setting(key)));

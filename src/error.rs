@@ -51,6 +51,12 @@ pub enum ErrorCode {
     ServerError,
     /// RFC 6749 §4.1.2.1: the server cannot handle the request now (store unreachable).
     TemporarilyUnavailable,
+    /// RFC 8628 §3.5: the user has not decided yet; poll again after `interval`.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; add 5 seconds to the interval.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired; start over.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -73,6 +79,9 @@ impl ErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
         }
     }
 
@@ -124,6 +133,15 @@ pub enum Error {
         /// Whether the client used the Authorization header.
         basic: bool,
     },
+    /// An RFC 6749 §5.2 token-endpoint error, always 400 (RFC 8628 §3.5 answers to a device-code
+    /// poll, `access_denied` among them, which elsewhere is a 403).
+    #[error("{code}: {description}")]
+    TokenEndpoint {
+        /// RFC error code.
+        code: ErrorCode,
+        /// `error_description`.
+        description: String,
+    },
     /// The store could not be reached: 503, the request may be retried.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -153,7 +171,7 @@ impl Error {
     /// The RFC code this error is answered with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::OAuth { code, .. } => *code,
+            Self::OAuth { code, .. } | Self::TokenEndpoint { code, .. } => *code,
             Self::InvalidClient { .. } => ErrorCode::InvalidClient,
             Self::Store(_) => ErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => ErrorCode::ServerError,
@@ -163,7 +181,9 @@ impl Error {
     /// The `error_description` shown to the caller: internal details stay in the log.
     pub fn description(&self) -> String {
         match self {
-            Self::OAuth { description, .. } | Self::InvalidClient { description, .. } => description.clone(),
+            Self::OAuth { description, .. }
+            | Self::TokenEndpoint { description, .. }
+            | Self::InvalidClient { description, .. } => description.clone(),
             Self::Store(_) => "the authorization server's store is unavailable; retry later".into(),
             Self::Internal(_) => "internal error".into(),
         }
@@ -183,7 +203,10 @@ impl From<anyhow::Error> for Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        self.code().status()
+        match self {
+            Self::TokenEndpoint { .. } => StatusCode::BAD_REQUEST,
+            _ => self.code().status(),
+        }
     }
 
     fn error_response(&self) -> HttpResponse {

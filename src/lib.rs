@@ -48,6 +48,8 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// Set while shutting down: `/ready` answers 503.
     pub draining: Arc<AtomicBool>,
+    /// Wrong RFC 8628 user codes per address (lockout).
+    pub device_attempts: oauth::device::Attempts,
 }
 
 /// Outbound HTTP client for identity providers: rustls, bounded time, no redirects followed.
@@ -78,6 +80,7 @@ impl AppState {
             verifier,
             upstreams: Arc::new(upstreams),
             draining: Arc::new(AtomicBool::new(false)),
+            device_attempts: oauth::device::Attempts::default(),
         })
     }
 }

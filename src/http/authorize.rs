@@ -44,7 +44,7 @@ fn respond_error(err: AuthorizeError) -> HttpResponse {
 
 /// The cookie value of this browser, reusing a well-formed existing one so that parallel
 /// logins in one browser do not cancel each other.
-fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
+pub(super) fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
     let value = req
         .cookie(COOKIE)
         .map(|c| c.value().to_owned())
@@ -60,7 +60,7 @@ fn binding_cookie(req: &HttpRequest, app: &AppState) -> Cookie<'static> {
 }
 
 /// Whether this browser is the one that started the parked request.
-fn same_browser(req: &HttpRequest, pending: &PendingAuthorization) -> bool {
+pub(super) fn same_browser(req: &HttpRequest, pending: &PendingAuthorization) -> bool {
     req.cookie(COOKIE).is_some_and(|c| constant_time_eq(&digest(c.value()), &pending.browser_binding))
 }
 
@@ -103,13 +103,26 @@ pub async fn get_authorize(app: web::Data<AppState>, req: HttpRequest) -> HttpRe
     }
     let cookie = binding_cookie(&req, &app);
     pending.browser_binding = digest(cookie.value());
+    go_log_in(&app, pending, cookie).await
+}
+
+/// Parks a request (bound to `cookie`) and sends the browser to log in: the login page, or
+/// straight to the one redirect provider when it is the only way.
+pub(super) async fn go_log_in(
+    app: &AppState,
+    mut pending: PendingAuthorization,
+    cookie: Cookie<'static>,
+) -> HttpResponse {
+    if app.upstreams.is_empty() {
+        return page::error(503, "No login method is configured on this server.");
+    }
     let id = random_token(32);
     let next = match (app.upstreams.local.is_empty(), app.upstreams.redirect.as_slice()) {
         // One way to log in, and it is a redirect: go straight there.
-        (true, [only]) => upstream_redirect(&app, &mut pending, only.as_ref(), &id),
+        (true, [only]) => upstream_redirect(app, &mut pending, only.as_ref(), &id),
         _ => format!("{}/login?session={id}", app.config.base_url()),
     };
-    if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(&app)).await {
+    if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(app)).await {
         return respond_error(Error::from(e).into());
     }
     HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, next)).finish()
@@ -150,11 +163,15 @@ async fn login_page(
     let redirect_host =
         url::Url::parse(&pending.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let base = app.config.base_url();
-    let mut body = format!(
-        "<p>Sign in to continue to <strong>{}</strong> <span class=\"meta\">(returns to {})</span>.</p>",
-        escape(&client_name),
-        escape(&redirect_host)
-    );
+    let mut body = if pending.device.is_some() {
+        format!("<p>Sign in to connect a device through <strong>{}</strong>.</p>", escape(&client_name))
+    } else {
+        format!(
+            "<p>Sign in to continue to <strong>{}</strong> <span class=\"meta\">(returns to {})</span>.</p>",
+            escape(&client_name),
+            escape(&redirect_host)
+        )
+    };
     if let Some(e) = error {
         body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)));
     }
@@ -270,6 +287,10 @@ pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest) -> HttpRes
     }
     let issuer = app.config.server.issuer.clone();
     let back = |code: ErrorCode, description: &str| {
+        if pending.device.is_some() {
+            // A device sign-in has no redirect URI: the person reads it here.
+            return page::error(if code == ErrorCode::AccessDenied { 403 } else { 502 }, description);
+        }
         respond_error(error_redirect(&pending.redirect_uri, pending.state.as_deref(), &issuer, code, description))
     };
     if q.get("error").is_some() {

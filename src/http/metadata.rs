@@ -20,6 +20,7 @@ pub async fn get_authorization_server(app: web::Data<AppState>) -> HttpResponse 
         "revocation_endpoint": format!("{base}/revoke"),
         "introspection_endpoint": format!("{base}/introspect"),
         "jwks_uri": format!("{base}/jwks"),
+        "device_authorization_endpoint": format!("{base}/device_authorization"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": SUPPORTED_GRANTS,

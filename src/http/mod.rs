@@ -2,6 +2,7 @@
 //! table [`configure`] used by the server and by every test.
 
 pub mod authorize;
+pub mod device;
 pub mod health;
 pub mod metadata;
 pub mod page;
@@ -62,6 +63,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(&["/login/{provider}"]).route(web::get().to(authorize::get_login_provider)))
         .service(resource(&["/callback", "/callback/{provider}"]).route(web::get().to(authorize::get_callback)))
         .service(resource(&["/token"]).wrap(cors()).route(web::post().to(token::post_token)))
+        .service(
+            resource(&["/device_authorization"]).wrap(cors()).route(web::post().to(device::post_device_authorization)),
+        )
+        .service(resource(&["/device"]).route(web::get().to(device::get_device)))
+        .service(
+            resource(&["/device/confirm"])
+                .route(web::get().to(device::get_device_confirm))
+                .route(web::post().to(device::post_device_confirm)),
+        )
         .service(resource(&["/revoke"]).wrap(cors()).route(web::post().to(token::post_revoke)))
         .service(resource(&["/introspect"]).route(web::post().to(token::post_introspect)))
         .default_service(web::to(not_found));

@@ -156,12 +156,15 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
         browser_binding: String::new(),
         provider: None,
         upstream_verifier: None,
+        device: None,
+        user: None,
+        auth_time: None,
     })
 }
 
 /// RFC 8707 §2: an absolute URI without fragment, and one this server protects. Without it,
 /// the single configured resource is implied.
-fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result<String, String> {
+pub(crate) fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result<String, String> {
     let resources = app.verifier.resources();
     let Some(r) = resource else {
         let configured = &app.config.resources;
@@ -183,6 +186,9 @@ fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result<String, St
 
 /// The user logged in: check the global allow-list, issue the code, and build the redirect.
 pub async fn complete(app: &AppState, pending: PendingAuthorization, user: User) -> Result<String, AuthorizeError> {
+    if pending.device.is_some() {
+        return super::device::logged_in(app, pending, user).await;
+    }
     let issuer = app.config.server.issuer.as_str();
     let state = pending.state.as_deref();
     if !listed(&app.config.oauth.allowed_users, &user) {

@@ -14,8 +14,10 @@ use crate::store::{ClientRecord, Store};
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 /// RFC 6749 §6 grant.
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+/// RFC 8628 §3.4 grant.
+pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Grant types this server issues tokens for.
-pub const SUPPORTED_GRANTS: &[&str] = &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
+pub const SUPPORTED_GRANTS: &[&str] = &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_DEVICE_CODE];
 
 /// RFC 7591 §2 `token_endpoint_auth_method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,18 +169,34 @@ impl RegistrationRequest {
         if let Some(g) = grant_types.iter().find(|g| !SUPPORTED_GRANTS.contains(&g.as_str())) {
             return Err(bad_metadata(format!("grant type {g:?} is not supported; use {SUPPORTED_GRANTS:?}")));
         }
-        let response_types = self.response_types.unwrap_or_else(|| vec!["code".into()]);
+        let uses_code = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
+        // RFC 7591 §2: response_types defaults to ["code"]; a client without the code grant
+        // (device code only) uses no response type.
+        let response_types =
+            self.response_types.unwrap_or_else(|| if uses_code { vec!["code".into()] } else { Vec::new() });
         if response_types.iter().any(|r| r != "code") {
             return Err(bad_metadata("only the response type \"code\" is supported"));
         }
-        let uses_code = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
         if uses_code != response_types.iter().any(|r| r == "code") {
             // RFC 7591 §2.1: grant_types and response_types must be consistent.
             return Err(bad_metadata("grant type authorization_code goes with response type code"));
         }
         let mut redirect_uris = self.redirect_uris.unwrap_or_default();
         redirect_uris.dedup();
-        if uses_code && redirect_uris.is_empty() {
+        let uses_device = grant_types.iter().any(|g| g == GRANT_DEVICE_CODE);
+        // A device-code client has no redirect; the out-of-band URI is kept for the clients that
+        // send it (and never redirected to). A code-flow client needs a real one.
+        let redirects = redirect_uris.iter().filter(|u| u.as_str() != redirect::OOB).count();
+        if redirects < redirect_uris.len() && !uses_device {
+            return Err(Error::oauth(
+                ErrorCode::InvalidRedirectUri,
+                format!(
+                    "{} is only accepted from device-code clients (OAuth 2.1 has no out-of-band redirect)",
+                    redirect::OOB
+                ),
+            ));
+        }
+        if uses_code && redirects == 0 && !uses_device {
             return Err(Error::oauth(
                 ErrorCode::InvalidRedirectUri,
                 "redirect_uris is required, e.g. {\"redirect_uris\":[\"http://localhost:3000/callback\"]}",
@@ -190,7 +208,7 @@ impl RegistrationRequest {
                 format!("at most {} redirect URIs may be registered", config.registration.max_redirect_uris),
             ));
         }
-        for uri in &redirect_uris {
+        for uri in redirect_uris.iter().filter(|u| u.as_str() != redirect::OOB) {
             redirect::validate_registered(uri).map_err(|e| Error::oauth(ErrorCode::InvalidRedirectUri, e))?;
         }
         let scope = match self.scope {

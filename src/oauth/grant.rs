@@ -4,14 +4,14 @@
 
 use serde::Serialize;
 
-use super::client::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use super::client::{GRANT_AUTHORIZATION_CODE, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN};
 use super::params::Params;
 use super::secret::{RefreshToken, digest, random_token};
 use super::{pkce, scope};
 use crate::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::jwt::AccessClaims;
-use crate::store::{CodeTake, RefreshRecord, RefreshTake, RevocationTarget, StoreError, User, now};
+use crate::store::{CodeTake, DevicePoll, RefreshRecord, RefreshTake, RevocationTarget, StoreError, User, now};
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -60,16 +60,70 @@ pub async fn exchange(
     let may = |g: &str| grants.iter().any(|x| x == g);
     match params.get("grant_type") {
         None => Err(Error::invalid_request("grant_type is required")),
-        Some(g @ (GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN)) if !may(g) => {
+        Some(g @ (GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN | GRANT_DEVICE_CODE)) if !may(g) => {
             Err(Error::oauth(ErrorCode::UnauthorizedClient, format!("the client did not register the {g} grant")))
         }
         Some(GRANT_AUTHORIZATION_CODE) => authorization_code(app, client, params).await,
         Some(GRANT_REFRESH_TOKEN) => refresh(app, client, params).await,
+        Some(GRANT_DEVICE_CODE) => device_code(app, client, params).await,
         Some(_) => Err(Error::oauth(
             ErrorCode::UnsupportedGrantType,
-            "supported grant types: authorization_code, refresh_token",
+            format!("supported grant types: authorization_code, refresh_token, {GRANT_DEVICE_CODE}"),
         )),
     }
+}
+
+/// RFC 8628 §3.4-3.5: one poll with a device code.
+async fn device_code(
+    app: &AppState,
+    client: &crate::store::ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, Error> {
+    let code = params.get("device_code").ok_or_else(|| Error::invalid_request("device_code is required"))?;
+    let poll = |code: ErrorCode, description: &str| Error::TokenEndpoint { code, description: description.into() };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let record = match app.store.poll_device(&digest(code), &client.client_id, now_ms).await? {
+        DevicePoll::Approved(record) => record,
+        DevicePoll::Pending => {
+            return Err(poll(ErrorCode::AuthorizationPending, "the user has not approved the request yet"));
+        }
+        DevicePoll::SlowDown => {
+            return Err(poll(ErrorCode::SlowDown, "polling too fast: wait 5 seconds longer between requests"));
+        }
+        DevicePoll::Denied => return Err(poll(ErrorCode::AccessDenied, "the user denied the request")),
+        DevicePoll::Expired => return Err(poll(ErrorCode::ExpiredToken, "the device code expired; start over")),
+        DevicePoll::Replayed { family_id } => {
+            revoke_family(app, &family_id).await?;
+            tracing::warn!(audit = "device_code_replay", auth = "failure", client_id = %client.client_id, "device code replayed; its tokens are revoked");
+            return Err(Error::invalid_grant("device code was already used; the tokens issued from it are revoked"));
+        }
+        DevicePoll::WrongClient => {
+            tracing::warn!(audit = "device_code_wrong_client", auth = "failure", client_id = %client.client_id, "device code presented by another client");
+            return Err(Error::invalid_grant("device code is invalid or was issued to another client"));
+        }
+        DevicePoll::Unknown => return Err(Error::invalid_grant("device code is invalid or expired")),
+    };
+    check_resource(params, &record.resource)?;
+    let Some(user) = &record.user else {
+        return Err(Error::Internal(anyhow::anyhow!("approved device authorization without a user")));
+    };
+    issue(
+        app,
+        Issue {
+            client_id: &client.client_id,
+            user,
+            scope: &record.scope,
+            resource: &record.resource,
+            family_id: &record.family_id,
+            auth_time: record.auth_time,
+            with_refresh: client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
+        },
+        GRANT_DEVICE_CODE,
+    )
+    .await
 }
 
 async fn authorization_code(

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod device;
 pub mod grant;
 pub mod params;
 pub mod pkce;

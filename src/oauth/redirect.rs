@@ -28,6 +28,10 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
     "urn",
 ];
 
+/// The out-of-band "redirect URI" of OAuth 2.0 installed apps (dropped by OAuth 2.1). Registered
+/// by device-code clients such as the Python gateway's client bridge; stored, never redirected to.
+pub const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
+
 /// Checks one URI a client wants to register. The error is the `error_description`.
 pub fn validate_registered(uri: &str) -> Result<(), String> {
     if uri.is_empty() || uri.len() > 2000 {
@@ -61,6 +65,10 @@ pub fn validate_registered(uri: &str) -> Result<(), String> {
 /// Finds the registered URI the presented one stands for: exactly equal, or a loopback URI
 /// equal in everything but the port (native apps pick a free port at run time).
 pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a str> {
+    if presented == OOB {
+        // SECURITY: accepted at registration for device-code clients, never a redirect target.
+        return None;
+    }
     if let Some(exact) = registered.iter().find(|r| r.as_str() == presented) {
         return Some(exact);
     }

@@ -94,6 +94,16 @@ pub struct PendingAuthorization {
     /// Upstream PKCE verifier (the upstream leg uses PKCE too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_verifier: Option<String>,
+    /// RFC 8628: the digest of the device code this login approves or denies (then there is no
+    /// redirect URI, and the login ends on a confirmation page instead of with a code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The user who logged in, while the device confirmation page waits for a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// When that user authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// What an authorization code stands for (RFC 6749 §4.1.2: bound to client and redirect URI).

@@ -66,6 +66,21 @@ impl Dialect {
         }
     }
 
+    /// The address of the person behind a request: the first `X-Forwarded-For` hop when a
+    /// trusted proxy sent it, else the peer (for per-address limits).
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip());
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .or(peer)
+    }
+
     /// Whether `peer` may speak for the original request.
     pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
         peer.is_some_and(|ip| {
