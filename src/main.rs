@@ -1,4 +1,6 @@
-//! The `mcp-authd` command: `serve`, `check-config`, `keys`, `token`, `hash-password`.
+//! The `mcp-authd` command: `serve`, `check-config`, `keys`, `token`, `hash-password`, `login`.
+
+mod login;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,25 @@ enum Command {
     },
     /// Hash a password (read from standard input) for a [[local.users]] entry.
     HashPassword,
+    /// Get an access token from a running server through the device flow (RFC 8628): prints the
+    /// URL and code to approve on stderr, then the token on stdout. Stores nothing.
+    Login {
+        /// The server's issuer URL.
+        #[arg(long)]
+        issuer: String,
+        /// The MCP server the token is for (RFC 8707); the server's only one when omitted.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Scopes to ask for (space separated).
+        #[arg(long)]
+        scope: Option<String>,
+        /// A registered device-code client to use; a public one is registered when omitted.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Print the whole token response (JSON: refresh token, expiry, scope).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +187,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(audit = "token_minted", sub = %claims.sub, aud = %claims.aud, jti = %claims.jti, "access token minted");
             println!("{}", keys.sign(&claims)?);
             Ok(())
+        }
+        Command::Login { issuer, resource, scope, client_id, json } => {
+            login::run(login::Login { issuer, resource, scope, client_id, json }).await
         }
         Command::HashPassword => {
             eprintln!("password (one line on standard input):");

@@ -263,3 +263,39 @@ async fn registration_and_client_authentication_of_device_clients() {
     let (st, e) = start(&s, &[("client_id", &bridge.id), ("resource", "https://elsewhere.example/mcp")]).await;
     assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_target")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_authd_login_gets_a_token_from_the_terminal() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let s = server("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-authd"))
+        .args(["login", "--issuer", &s.base, "--resource", RESOURCE])
+        .env_remove("MCP_AUTHD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It prints where to go; the person goes there and approves.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "login exited without printing the URL");
+        if let Some(url) = line.trim().strip_prefix("To sign in, open ") {
+            break url.to_owned();
+        }
+    };
+    assert!(url.starts_with(&s.url("/device?user_code=")), "{url}");
+    let (cookie, session, page) = person_logs_in(&s, &url).await;
+    assert!(page.contains("mcp-authd login (CLI)"), "{page}");
+    let (st, _) = decide(&s, Some(&cookie), &session, "approve").await;
+    assert_eq!(st, StatusCode::OK);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let res = verify(&s, Some(&token), RESOURCE).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-user-id"], "local:alice");
+}
