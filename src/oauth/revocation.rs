@@ -55,7 +55,7 @@ pub async fn introspect(app: &AppState, client: &ClientRecord, params: &Params) 
     let Ok(c) = app.keys.verify(token) else {
         return Ok(inactive);
     };
-    if app.revocations.is_revoked(&c) != Some(false) {
+    if app.revocations.is_revoked(&(&c).into()) != Some(false) {
         return Ok(inactive);
     }
     Ok(json!({

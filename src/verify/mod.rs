@@ -87,14 +87,96 @@ impl OriginalRequest {
     }
 }
 
-/// A verified token with the identity headers it yields, built once per token.
+/// A verified token, as the cache keeps it (per token: what the decision needs, and the identity
+/// headers it yields, built once; nothing twice, so 10,000 cached tokens stay small).
 #[derive(Debug)]
 pub struct Verified {
-    /// The token's claims.
-    pub claims: AccessClaims,
-    /// Values of the identity headers, in the order user id, user name, user e-mail, client
-    /// id, scope (the names are configured, see `verify::http::Dialect`).
+    /// `exp`.
+    pub exp: i64,
+    /// `iat`.
+    pub iat: i64,
+    /// `aud`: the resource (RFC 8707).
+    pub aud: Box<str>,
+    /// `jti`.
+    pub jti: Box<str>,
+    /// `sid`: the grant family.
+    pub sid: Box<str>,
+    /// `groups`.
+    pub groups: Box<[Box<str>]>,
+    /// Values of the identity headers, in the order user id (`sub`), user name, user e-mail,
+    /// client id, scope (the names are configured, see [`answer::Answers`]). They are the
+    /// source of those claims for the decision too.
     pub headers: [HeaderValue; 5],
+    /// Whether the token named the user (else the name header repeats `sub`).
+    has_name: bool,
+}
+
+impl Verified {
+    fn header(&self, i: usize) -> &str {
+        // Header values were built from UTF-8 strings (non-ASCII bytes are allowed in them).
+        std::str::from_utf8(self.headers[i].as_bytes()).unwrap_or("")
+    }
+    /// `sub`.
+    pub fn sub(&self) -> &str {
+        self.header(0)
+    }
+    /// `preferred_username`, if the token had one.
+    pub fn name(&self) -> Option<&str> {
+        self.has_name.then(|| self.header(1))
+    }
+    /// `email`, if the token had one.
+    pub fn email(&self) -> Option<&str> {
+        Some(self.header(2)).filter(|e| !e.is_empty())
+    }
+    /// `client_id`.
+    pub fn client_id(&self) -> &str {
+        self.header(3)
+    }
+    /// `scope`.
+    pub fn scope(&self) -> &str {
+        self.header(4)
+    }
+    /// What the revocation set looks it up by.
+    pub fn ids(&self) -> revocation::TokenIds<'_> {
+        revocation::TokenIds {
+            jti: &self.jti,
+            sid: &self.sid,
+            client_id: self.client_id(),
+            sub: self.sub(),
+            iat: self.iat,
+        }
+    }
+
+    /// From verified claims.
+    pub fn new(claims: AccessClaims) -> Self {
+        // The five values share one buffer (one allocation per cached token, not five).
+        let parts = [
+            claims.sub.as_str(),
+            claims.preferred_username.as_deref().unwrap_or(&claims.sub),
+            claims.email.as_deref().unwrap_or(""),
+            claims.client_id.as_str(),
+            claims.scope.as_str(),
+        ];
+        let buf = actix_web::web::Bytes::from(parts.concat());
+        let mut at = 0;
+        let headers = parts.map(|p| {
+            let slice = buf.slice(at..at + p.len());
+            at += p.len();
+            // SECURITY: a value that cannot be a header (control characters) becomes empty, and
+            // every decision below reads the values as they will be sent.
+            HeaderValue::from_maybe_shared(slice).unwrap_or_else(|_| HeaderValue::from_static(""))
+        });
+        Self {
+            exp: claims.exp,
+            iat: claims.iat,
+            aud: claims.aud.into(),
+            jti: claims.jti.into(),
+            sid: claims.sid.into(),
+            groups: claims.groups.into_iter().map(Into::into).collect(),
+            headers,
+            has_name: claims.preferred_username.is_some(),
+        }
+    }
 }
 
 /// What /verify answers.
@@ -173,9 +255,18 @@ pub fn log_decision(req: &OriginalRequest, decision: &Decision) {
 /// Cache entries expire exactly at the token's `exp`.
 struct UntilExp;
 
-impl moka::Expiry<Arc<str>, Arc<Verified>> for UntilExp {
-    fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Verified>, _now: Instant) -> Option<Duration> {
-        let left = value.claims.exp - crate::store::now();
+/// A cache key: the SHA-256 of the token. A token is ~800 bytes; its digest is 32, and a
+/// collision-resistant digest is what makes keying by it as safe as keying by the token.
+type TokenKey = [u8; 32];
+
+fn token_key(token: &str) -> TokenKey {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    d.as_ref().try_into().unwrap_or([0; 32])
+}
+
+impl moka::Expiry<TokenKey, Arc<Verified>> for UntilExp {
+    fn expire_after_create(&self, _key: &TokenKey, value: &Arc<Verified>, _now: Instant) -> Option<Duration> {
+        let left = value.exp - crate::store::now();
         Some(Duration::from_secs(left.max(0) as u64))
     }
 }
@@ -183,9 +274,8 @@ impl moka::Expiry<Arc<str>, Arc<Verified>> for UntilExp {
 /// The decision point: keys, cache, revocations and resources.
 pub struct Verifier {
     keys: Arc<Keys>,
-    // Keys are tokens we signed (nothing else is inserted), so a fast keyed hash is enough; SipHash
-    // over a ~700-byte token was a visible share of a /verify.
-    cache: Cache<Arc<str>, Arc<Verified>, foldhash::quality::RandomState>,
+    // Keys are digests of tokens we signed: a fast keyed hash of 32 bytes is enough.
+    cache: Cache<TokenKey, Arc<Verified>, foldhash::quality::RandomState>,
     revocations: Arc<Revocations>,
     resources: Resources,
     allow_preflight: bool,
@@ -217,23 +307,16 @@ impl Verifier {
 
     /// Verifies a token, from the cache when it was verified before.
     fn verified(&self, token: &str) -> Result<Arc<Verified>, &'static str> {
-        if let Some(hit) = self.cache.get(token) {
+        let key = token_key(token);
+        if let Some(hit) = self.cache.get(&key) {
             // The cache evicts at `exp`, but eviction is lazy: check again.
-            if hit.claims.exp >= crate::store::now() {
+            if hit.exp >= crate::store::now() {
                 return Ok(hit);
             }
         }
         let claims = self.keys.verify(token).map_err(|e| e.0)?;
-        let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-        let headers = [
-            value(&claims.sub),
-            value(claims.preferred_username.as_deref().unwrap_or(&claims.sub)),
-            value(claims.email.as_deref().unwrap_or("")),
-            value(&claims.client_id),
-            value(&claims.scope),
-        ];
-        let verified = Arc::new(Verified { claims, headers });
-        self.cache.insert(Arc::from(token), verified.clone());
+        let verified = Arc::new(Verified::new(claims));
+        self.cache.insert(key, verified.clone());
         Ok(verified)
     }
 
@@ -257,8 +340,8 @@ impl Verifier {
                 return Decision::Unauthorized { resource, error: Some(why) };
             }
         };
-        let claims = &verified.claims;
-        match self.revocations.is_revoked(claims) {
+        let claims = &*verified;
+        match self.revocations.is_revoked(&claims.ids()) {
             None => return Decision::Unavailable,
             Some(true) => {
                 return Decision::Unauthorized { resource, error: Some("token revoked") };
@@ -281,7 +364,7 @@ impl Verifier {
             .iter()
             .map(String::as_str)
             .chain(resource.rule_scopes(req))
-            .all(|s| scope::contains(&claims.scope, s));
+            .all(|s| scope::contains(claims.scope(), s));
         if !has_all {
             // RFC 6750 §3.1: `scope` names what this request needs, so the client can ask for it
             // (MCP step-up authorization).

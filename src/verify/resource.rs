@@ -16,7 +16,6 @@ use url::Url;
 
 use super::OriginalRequest;
 use crate::config::Config;
-use crate::jwt::AccessClaims;
 
 /// One protected MCP server.
 #[derive(Debug, PartialEq, Eq)]
@@ -130,18 +129,18 @@ impl ProtectedResource {
 
     /// The resource's user policy: no list set lets every user in; otherwise the user must be
     /// on one of the lists that are set.
-    pub fn allows_user(&self, claims: &AccessClaims) -> bool {
+    pub fn allows_user(&self, claims: &super::Verified) -> bool {
         if self.allowed_users.is_empty() && self.allowed_orgs.is_empty() && self.allowed_email_domains.is_empty() {
             return true;
         }
-        let by_name = self.allowed_users.iter().any(|u| {
-            u.eq_ignore_ascii_case(&claims.sub)
-                || claims.preferred_username.as_deref().is_some_and(|n| u.eq_ignore_ascii_case(n))
-        });
+        let by_name = self
+            .allowed_users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(claims.sub()) || claims.name().is_some_and(|n| u.eq_ignore_ascii_case(n)));
         let by_org = self.allowed_orgs.iter().any(|o| claims.groups.iter().any(|g| o.eq_ignore_ascii_case(g)));
         // SECURITY: the whole domain after the last '@', so `example.com` admits neither
         // `evil-example.com` nor `example.com.evil`.
-        let by_domain = claims.email.as_deref().and_then(|e| e.rsplit_once('@')).is_some_and(|(local, domain)| {
+        let by_domain = claims.email().and_then(|e| e.rsplit_once('@')).is_some_and(|(local, domain)| {
             !local.is_empty() && self.allowed_email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
         });
         by_name || by_org || by_domain
@@ -279,6 +278,8 @@ impl Resources {
 mod tests {
     use super::*;
     use crate::config::ResourceConfig;
+    use crate::jwt::AccessClaims;
+    use crate::verify::Verified;
 
     fn req(host: &str, uri: &str) -> OriginalRequest {
         OriginalRequest {
@@ -336,8 +337,8 @@ mod tests {
         assert!(!res.accepts_audience("http://h.example/mcp"));
     }
 
-    fn claims(sub: &str, name: Option<&str>, email: Option<&str>, groups: &[&str]) -> AccessClaims {
-        AccessClaims {
+    fn claims(sub: &str, name: Option<&str>, email: Option<&str>, groups: &[&str]) -> Verified {
+        Verified::new(AccessClaims {
             iss: "i".into(),
             sub: sub.into(),
             aud: "a".into(),
@@ -351,7 +352,7 @@ mod tests {
             preferred_username: name.map(Into::into),
             email: email.map(Into::into),
             groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
+        })
     }
 
     #[test]

@@ -52,6 +52,27 @@ impl Set {
 }
 
 /// The in-memory revocation set and whether it is current.
+/// What the revocation set looks a token up by.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenIds<'a> {
+    /// `jti`.
+    pub jti: &'a str,
+    /// `sid`: the grant family.
+    pub sid: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// `sub`.
+    pub sub: &'a str,
+    /// `iat`.
+    pub iat: i64,
+}
+
+impl<'a> From<&'a AccessClaims> for TokenIds<'a> {
+    fn from(c: &'a AccessClaims) -> Self {
+        Self { jti: &c.jti, sid: &c.sid, client_id: &c.client_id, sub: &c.sub, iat: c.iat }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Revocations {
     set: RwLock<Set>,
@@ -59,17 +80,17 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// Whether the claims are covered by a revocation; `None` when the set may be stale.
-    pub fn is_revoked(&self, claims: &AccessClaims) -> Option<bool> {
+    /// Whether a token is covered by a revocation; `None` when the set may be stale.
+    pub fn is_revoked(&self, claims: &TokenIds<'_>) -> Option<bool> {
         if !self.current.load(Ordering::Acquire) {
             return None;
         }
         let set = self.set.read().unwrap_or_else(|e| e.into_inner());
-        let revoked = set.tokens.contains_key(&claims.jti)
-            || set.families.contains_key(&claims.sid)
+        let revoked = set.tokens.contains_key(claims.jti)
+            || set.families.contains_key(claims.sid)
             // Client and user revocations cover what was issued up to then.
-            || set.clients.get(&claims.client_id).is_some_and(|(at, _)| claims.iat <= *at)
-            || set.users.get(&claims.sub).is_some_and(|(at, _)| claims.iat <= *at);
+            || set.clients.get(claims.client_id).is_some_and(|(at, _)| claims.iat <= *at)
+            || set.users.get(claims.sub).is_some_and(|(at, _)| claims.iat <= *at);
         Some(revoked)
     }
 
@@ -169,14 +190,14 @@ mod tests {
     fn targets_and_staleness() {
         let r = Revocations::default();
         let now = now();
-        assert_eq!(r.is_revoked(&claims(now)), None, "not loaded yet: unknown");
+        assert_eq!(r.is_revoked(&(&claims(now)).into()), None, "not loaded yet: unknown");
         r.current.store(true, Ordering::Release);
-        assert_eq!(r.is_revoked(&claims(now)), Some(false));
+        assert_eq!(r.is_revoked(&(&claims(now)).into()), Some(false));
         r.apply(&Revocation { target: RevocationTarget::Client("c1".into()), revoked_at: now, expires_at: now + 10 });
-        assert_eq!(r.is_revoked(&claims(now)), Some(true));
-        assert_eq!(r.is_revoked(&claims(now + 1)), Some(false), "issued after the client revocation");
+        assert_eq!(r.is_revoked(&(&claims(now)).into()), Some(true));
+        assert_eq!(r.is_revoked(&(&claims(now + 1)).into()), Some(false), "issued after the client revocation");
         r.apply(&Revocation { target: RevocationTarget::Family("f1".into()), revoked_at: now, expires_at: now + 10 });
-        assert_eq!(r.is_revoked(&claims(now + 1)), Some(true));
+        assert_eq!(r.is_revoked(&(&claims(now + 1)).into()), Some(true));
         assert_eq!(r.is_family_revoked("f1"), Some(true));
         r.apply(&Revocation { target: RevocationTarget::Token("old".into()), revoked_at: now, expires_at: now - 1 });
         assert!(!r.set.read().unwrap().tokens.contains_key("old"));
