@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jwt;
+pub mod metrics;
 pub mod oauth;
 pub mod store;
 pub mod upstream;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// Set while shutting down: `/ready` answers 503.
     pub draining: Arc<AtomicBool>,
+    /// Prometheus counters.
+    pub metrics: Arc<metrics::Metrics>,
     /// Wrong RFC 8628 user codes per address (lockout).
     pub device_attempts: oauth::device::Attempts,
 }
@@ -81,6 +84,7 @@ impl AppState {
             upstreams: Arc::new(upstreams),
             draining: Arc::new(AtomicBool::new(false)),
             device_attempts: oauth::device::Attempts::default(),
+            metrics: Arc::new(metrics::Metrics::default()),
         })
     }
 }

@@ -230,7 +230,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     } else {
         let listener =
             tokio::net::TcpListener::bind(&grpc_bind).await.with_context(|| format!("binding {grpc_bind} (gRPC)"))?;
-        let ext_authz = ExtAuthz::new(state.verifier.clone(), state.answers.clone(), state.dialect.clone());
+        let ext_authz =
+            ExtAuthz::new(state.verifier.clone(), state.answers.clone(), state.dialect.clone(), state.metrics.clone());
         let mut stopped = stopped.clone();
         tracing::info!(bind = %grpc_bind, "Envoy ext_authz gRPC listening");
         Some(tokio::spawn(async move {

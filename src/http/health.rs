@@ -1,4 +1,4 @@
-//! Liveness and readiness (the Helm probes).
+//! Liveness and readiness (the Helm probes), and the Prometheus metrics.
 
 use std::sync::atomic::Ordering;
 
@@ -24,4 +24,9 @@ pub async fn get_ready(app: web::Data<AppState>) -> HttpResponse {
             HttpResponse::ServiceUnavailable().json(json!({ "status": "store unavailable" }))
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text exposition (see `crate::metrics`).
+pub async fn get_metrics(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(app.metrics.render())
 }

@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(&["/health"]).route(web::get().to(health::get_health)))
         .service(resource(&["/verify/{tail:.*}"]).route(web::route().to(verify::any_verify)))
         .service(resource(&["/ready"]).route(web::get().to(health::get_ready)))
+        .service(resource(&["/metrics"]).route(web::get().to(health::get_metrics)))
         .service(
             resource(&[
                 "/.well-known/oauth-authorization-server",

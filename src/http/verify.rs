@@ -5,13 +5,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::bearer;
 use crate::AppState;
+use crate::metrics::Transport;
 use crate::verify;
 use crate::verify::http::respond;
 
 /// Answers the proxy's subrequest: 200 + identity, or 401/403 + challenge, or 503.
 pub async fn any_verify(app: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let start = std::time::Instant::now();
     let original = app.dialect.original_request(&req);
     let decision = app.verifier.decide(&original, bearer(&req));
+    app.metrics.decision(Transport::Http, &decision, start.elapsed());
     verify::log_decision(&original, &decision);
     respond(&app.answers, decision, &original, req.headers().get(header::AUTHORIZATION))
 }

@@ -182,6 +182,7 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
             // RFC 9700 §4.14.2: a rotated token came back; one of the two holders is an
             // attacker, so the whole family goes.
             revoke_family(app, &r.family_id).await?;
+            app.metrics.refresh_reuse();
             tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client.client_id, sub = %r.user.id, "refresh token reused; family revoked");
             return Err(Error::invalid_grant("refresh token was already used; this login is revoked"));
         }
@@ -228,6 +229,7 @@ pub async fn revoke_family(app: &AppState, family_id: &str) -> Result<(), Error>
 
 /// Signs the access token and stores a new refresh token.
 async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Result<TokenResponse, Error> {
+    app.metrics.token_issued(grant_type);
     let t = &app.config.tokens;
     let now = now();
     let claims = AccessClaims {

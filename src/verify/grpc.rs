@@ -23,22 +23,25 @@ use tonic::{Request, Response, Status};
 use super::answer::{Answer, Answers};
 use super::http::{Dialect, normalize};
 use super::{OriginalRequest, Verifier, bearer_token, log_decision};
+use crate::metrics::{Metrics, Transport};
 
 /// The `Authorization` service.
 pub struct ExtAuthz {
     verifier: Arc<Verifier>,
     answers: Arc<Answers>,
     dialect: Arc<Dialect>,
+    metrics: Arc<Metrics>,
 }
 
 impl ExtAuthz {
     /// The service over the shared decision point.
-    pub fn new(verifier: Arc<Verifier>, answers: Arc<Answers>, dialect: Arc<Dialect>) -> Self {
-        Self { verifier, answers, dialect }
+    pub fn new(verifier: Arc<Verifier>, answers: Arc<Answers>, dialect: Arc<Dialect>, metrics: Arc<Metrics>) -> Self {
+        Self { verifier, answers, dialect, metrics }
     }
 
     /// The decision for one `CheckRequest` from a trusted Envoy.
     fn check_http(&self, http: &HttpRequest) -> CheckResponse {
+        let start = std::time::Instant::now();
         let raw: HashMap<String, String>;
         let headers = if http.headers.is_empty()
             && let Some(map) = &http.header_map
@@ -57,6 +60,7 @@ impl ExtAuthz {
         let original = original_request(http, header);
         let authorization = header("authorization");
         let decision = self.verifier.decide(&original, authorization.and_then(bearer_token));
+        self.metrics.decision(Transport::Grpc, &decision, start.elapsed());
         log_decision(&original, &decision);
         let mut response = CheckResponse::new();
         match self.answers.answer(decision, &original) {
