@@ -276,6 +276,9 @@ pub struct Verifier {
     keys: Arc<Keys>,
     // Keys are digests of tokens we signed: a fast keyed hash of 32 bytes is enough.
     cache: Cache<TokenKey, Arc<Verified>, foldhash::quality::RandomState>,
+    // Tokens refused lately, with why: a client retrying a bad or expired token costs a lookup,
+    // not a signature check each time. (Distinct forged tokens each cost one: rate limits.)
+    rejected: Cache<TokenKey, &'static str, foldhash::quality::RandomState>,
     revocations: Arc<Revocations>,
     resources: Resources,
     allow_preflight: bool,
@@ -291,6 +294,10 @@ impl Verifier {
             cache: Cache::builder()
                 .max_capacity(config.verify.cache_capacity)
                 .expire_after(UntilExp)
+                .build_with_hasher(foldhash::quality::RandomState::default()),
+            rejected: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
                 .build_with_hasher(foldhash::quality::RandomState::default()),
             revocations,
             resources: Resources::from_config(config),
@@ -314,7 +321,15 @@ impl Verifier {
                 return Ok(hit);
             }
         }
-        let claims = self.keys.verify(token).map_err(|e| e.0)?;
+        if let Some(why) = self.rejected.get(&key) {
+            return Err(why);
+        }
+        // SECURITY: only verdicts that cannot change are remembered (an expired or badly signed
+        // token stays refused; keys change only with a restart, which empties this cache).
+        let claims = self.keys.verify(token).map_err(|e| {
+            self.rejected.insert(key, e.0);
+            e.0
+        })?;
         let verified = Arc::new(Verified::new(claims));
         self.cache.insert(key, verified.clone());
         Ok(verified)
