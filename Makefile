@@ -48,7 +48,7 @@ fmt: ## Format the code
 test: test-deps lint ## Install test dependencies, lint, and run every test
 	cargo test --workspace --all-targets --locked
 
-bench: ## Measure /verify (wrk) and the stdio-proxy round trip (mcp-bench); release builds, loopback only
+bench: ## Measure mcp-authd (/verify, gRPC Check, /token, /register, RSS, Redis; bench/results.json) and the stdio-proxy round trip; see BENCHMARKS.md
 	bench/verify.sh
 	bench/stdio-proxy.sh
 

@@ -14,18 +14,24 @@
 //!   $T/mcp-bench stdio-proxy --fixture $T/mcp-stdio-fixture --proxy $T/mcp-stdio-proxy \
 //!     --sessions 1,32 --calls 1000 --json bench/results-stdio-proxy.json
 //!
+//! `mcp-bench authd …` is the other half of `make bench`: the mcp-authd loads wrk cannot make
+//! (ext_authz gRPC Check, /token refresh grants after a real login, /register), the Redis command
+//! count per /verify, and the report (table + `bench/results.json`); see `bench/verify.sh` and
+//! the `authd` module.
+//!
 //! It serves nothing itself. To try the proxy it starts by hand, see the curl in the header of
 //! `examples/stdio-proxy/src/main.rs`.
 
 #![forbid(unsafe_code)]
 
+mod authd;
 mod procstat;
 mod report;
 mod stdio_proxy;
 
 use clap::{Parser, Subcommand};
 
-/// Load client for MCP servers: tool-call round trips, latency percentiles and throughput.
+/// Load client for mcp-authd and the MCP servers here: latency percentiles and throughput.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-bench", version)]
 struct Cli {
@@ -37,6 +43,12 @@ struct Cli {
 enum Command {
     /// Tool calls direct on stdio vs through mcp-stdio-proxy (Streamable HTTP), per session count.
     StdioProxy(stdio_proxy::Args),
+    /// mcp-authd: ext_authz gRPC Check, /token refresh, /register loads; Redis commands per
+    /// /verify; wrk output and RSS as rows; the report of `make bench`.
+    Authd {
+        #[command(subcommand)]
+        command: authd::Command,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +56,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::StdioProxy(args) => runtime.block_on(stdio_proxy::run(args)),
+        Command::Authd { command } => runtime.block_on(authd::run(command)),
     }
 }
