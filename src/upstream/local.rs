@@ -20,10 +20,25 @@ struct Entry {
 }
 
 /// The configured users, by lower-case name.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LocalUsers {
     users: Arc<HashMap<String, Entry>>,
     dummy: Arc<String>,
+    /// SECURITY: each argon2id verification holds its memory cost (19 MiB by default); without a
+    /// bound, concurrent login attempts would take 19 MiB each (32 at once: 600 MiB, seen under
+    /// load). One verification per core at a time; the others wait their turn.
+    verifying: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for LocalUsers {
+    fn default() -> Self {
+        Self { users: Arc::default(), dummy: Arc::default(), verifying: verifying() }
+    }
+}
+
+fn verifying() -> Arc<tokio::sync::Semaphore> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    Arc::new(tokio::sync::Semaphore::new(cores))
 }
 
 /// Hashes a password for the configuration (argon2id, default parameters, random salt).
@@ -52,7 +67,7 @@ impl LocalUsers {
             })
             .collect();
         let dummy = hash_password("dummy password for timing equalisation").unwrap_or_default();
-        Self { users: Arc::new(users), dummy: Arc::new(dummy) }
+        Self { users: Arc::new(users), dummy: Arc::new(dummy), verifying: verifying() }
     }
 
     /// Adds a user at run time (`serve --demo`).
@@ -76,6 +91,9 @@ impl LocalUsers {
         let entry = self.users.get(&username.to_lowercase()).cloned();
         let hash = entry.as_ref().map(|e| e.hash.expose().to_owned()).unwrap_or_else(|| (*self.dummy).clone());
         let password = password.to_owned();
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return None;
+        };
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         })
