@@ -4,6 +4,10 @@
 # machine) reuse them. Override with CARGO_TARGET_DIR=... make <target>.
 CARGO_TARGET_DIR ?= $(HOME)/.cache/mcp-authd/target
 export CARGO_TARGET_DIR
+# Incremental caches grow with every edit (tens of GiB in a shared target dir) and buy nothing
+# for whole-workspace test runs; set CARGO_INCREMENTAL=1 to have them.
+CARGO_INCREMENTAL ?= 0
+export CARGO_INCREMENTAL
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/mcp-authd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
