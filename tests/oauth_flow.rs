@@ -80,6 +80,20 @@ async fn full_flow(s: &Server, login: Login) -> Vec<String> {
     assert_eq!(h("x-scope").as_deref(), Some("mcp"));
     assert!(res.headers().get("authorization").is_none(), "the token is not forwarded by default");
 
+    // A refresh the server refuses (wider scope, another resource) uses nothing up.
+    for (name, value, error) in
+        [("scope", "mcp admin", "invalid_scope"), ("resource", "https://other.example.com/mcp", "invalid_target")]
+    {
+        let (status, body) = post_form(
+            s,
+            "/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh1), ("client_id", &client.id), (name, value)],
+            None,
+        )
+        .await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some(error)), "{body}");
+    }
+
     // Refresh: a new pair; the new access token works.
     let (status, rotated) = post_form(
         s,

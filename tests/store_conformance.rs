@@ -266,30 +266,61 @@ async fn refresh_tokens(store: &dyn Store) {
     let token = id();
     let family = id();
     let record = refresh(&family, now() + 3600);
-    assert_eq!(store.get_refresh(&token).await.unwrap(), None);
-    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.get_refresh(&token).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.rotate_refresh(&token, None).await.unwrap(), RefreshTake::Unknown);
 
     store.put_refresh(&token, &record).await.unwrap();
-    assert_eq!(store.get_refresh(&token).await.unwrap(), Some(record.clone()));
-    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Fresh(record.clone()));
-    assert_eq!(store.get_refresh(&token).await.unwrap(), None, "a rotated token reads as gone");
-    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Reused(record.clone()));
+    assert_eq!(store.get_refresh(&token).await.unwrap(), RefreshTake::Fresh(record.clone()));
+    assert_eq!(store.get_refresh(&token).await.unwrap(), RefreshTake::Fresh(record.clone()), "reading uses nothing");
+
+    // Rotation: the token is used and its successor stored, in one step.
+    let next = id();
+    let next_record = RefreshRecord { scope: "read".into(), ..refresh(&family, now() + 7200) };
     assert_eq!(
-        store.take_refresh(&token).await.unwrap(),
+        store.rotate_refresh(&token, Some((&next, &next_record))).await.unwrap(),
+        RefreshTake::Fresh(record.clone())
+    );
+    assert_eq!(
+        store.get_refresh(&token).await.unwrap(),
+        RefreshTake::Reused(record.clone()),
+        "a rotated token reads as used"
+    );
+    assert_eq!(store.get_refresh(&next).await.unwrap(), RefreshTake::Fresh(next_record.clone()));
+    // A replay stores nothing: its would-be successor never appears.
+    let stray = id();
+    assert_eq!(
+        store.rotate_refresh(&token, Some((&stray, &record))).await.unwrap(),
+        RefreshTake::Reused(record.clone())
+    );
+    assert_eq!(store.get_refresh(&stray).await.unwrap(), RefreshTake::Unknown, "no successor for a replay");
+    assert_eq!(
+        store.rotate_refresh(&token, None).await.unwrap(),
         RefreshTake::Reused(record.clone()),
         "still reuse the third time"
     );
+    // An unknown token stores nothing either.
+    assert_eq!(store.rotate_refresh(&id(), Some((&stray, &record))).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.get_refresh(&stray).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.rotate_refresh(&next, None).await.unwrap(), RefreshTake::Fresh(next_record));
 
     // Storing a token again starts it afresh.
     store.put_refresh(&token, &record).await.unwrap();
-    assert_eq!(store.get_refresh(&token).await.unwrap(), Some(record.clone()));
-    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Fresh(record));
+    assert_eq!(store.get_refresh(&token).await.unwrap(), RefreshTake::Fresh(record.clone()));
+    assert_eq!(store.rotate_refresh(&token, None).await.unwrap(), RefreshTake::Fresh(record));
 
-    // Born expired.
+    // Born expired, stored or as a successor.
     let dead = id();
     store.put_refresh(&dead, &refresh(&family, now() - 10)).await.unwrap();
-    assert_eq!(store.get_refresh(&dead).await.unwrap(), None);
-    assert_eq!(store.take_refresh(&dead).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.get_refresh(&dead).await.unwrap(), RefreshTake::Unknown);
+    assert_eq!(store.rotate_refresh(&dead, None).await.unwrap(), RefreshTake::Unknown);
+    let live = id();
+    store.put_refresh(&live, &refresh(&family, now() + 3600)).await.unwrap();
+    let dead_next = id();
+    assert!(matches!(
+        store.rotate_refresh(&live, Some((&dead_next, &refresh(&family, now() - 10)))).await.unwrap(),
+        RefreshTake::Fresh(_)
+    ));
+    assert_eq!(store.get_refresh(&dead_next).await.unwrap(), RefreshTake::Unknown);
 }
 
 async fn revocations(store: &dyn Store) {
@@ -336,11 +367,12 @@ async fn concurrent_single_use(store: &Arc<dyn Store>) {
 
     let mut tasks = Vec::new();
     for _ in 0..N {
-        let (store, code, token, pid) = (store.clone(), code.clone(), token.clone(), pid.clone());
+        let (store, code, token, pid, record) =
+            (store.clone(), code.clone(), token.clone(), pid.clone(), record.clone());
         tasks.push(tokio::spawn(async move {
             (
                 store.take_code(&code, MINUTE).await.unwrap(),
-                store.take_refresh(&token).await.unwrap(),
+                store.rotate_refresh(&token, Some((&id(), &record))).await.unwrap(),
                 store.take_pending(&pid).await.unwrap(),
             )
         }));
@@ -389,15 +421,15 @@ async fn expiry(store: &dyn Store) {
     store.put_refresh(&token, &refresh(&family, now() + 2)).await.unwrap();
     let rotated = id();
     store.put_refresh(&rotated, &refresh(&family, now() + 2)).await.unwrap();
-    assert!(matches!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Fresh(_)));
+    assert!(matches!(store.rotate_refresh(&rotated, None).await.unwrap(), RefreshTake::Fresh(_)));
     let short = revocation(RevocationTarget::Family(id()), now(), now() + 2);
     store.revoke(&short).await.unwrap();
 
     // Alive now.
     assert!(store.get_pending(&pid).await.unwrap().is_some());
     assert_eq!(store.take_code(&redeemed, ttl).await.unwrap(), CodeTake::Replayed { family_id: family.clone() });
-    assert!(store.get_refresh(&token).await.unwrap().is_some());
-    assert!(matches!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Reused(_)));
+    assert!(matches!(store.get_refresh(&token).await.unwrap(), RefreshTake::Fresh(_)));
+    assert!(matches!(store.rotate_refresh(&rotated, None).await.unwrap(), RefreshTake::Reused(_)));
     assert!(store.revocations().await.unwrap().contains(&short));
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -406,9 +438,9 @@ async fn expiry(store: &dyn Store) {
     assert_eq!(store.take_pending(&pid).await.unwrap(), None, "pending expired");
     assert_eq!(store.take_code(&live_code, ttl).await.unwrap(), CodeTake::Unknown, "code expired");
     assert_eq!(store.take_code(&redeemed, ttl).await.unwrap(), CodeTake::Unknown, "tombstone expired");
-    assert_eq!(store.get_refresh(&token).await.unwrap(), None, "refresh expired");
-    assert_eq!(store.take_refresh(&token).await.unwrap(), RefreshTake::Unknown, "refresh expired");
-    assert_eq!(store.take_refresh(&rotated).await.unwrap(), RefreshTake::Unknown, "used refresh expired");
+    assert_eq!(store.get_refresh(&token).await.unwrap(), RefreshTake::Unknown, "refresh expired");
+    assert_eq!(store.rotate_refresh(&token, None).await.unwrap(), RefreshTake::Unknown, "refresh expired");
+    assert_eq!(store.rotate_refresh(&rotated, None).await.unwrap(), RefreshTake::Unknown, "used refresh expired");
     assert!(!store.revocations().await.unwrap().iter().any(|r| r.target == short.target), "revocation expired");
 }
 
@@ -443,7 +475,7 @@ async fn write_durable(store: &dyn Store) -> Written {
     store.put_code(&w.code, &grant(&family), MINUTE).await.unwrap();
     store.put_refresh(&w.token, &w.record).await.unwrap();
     store.put_refresh(&w.used_token, &w.record).await.unwrap();
-    assert!(matches!(store.take_refresh(&w.used_token).await.unwrap(), RefreshTake::Fresh(_)));
+    assert!(matches!(store.rotate_refresh(&w.used_token, None).await.unwrap(), RefreshTake::Fresh(_)));
     store.revoke(&w.revocation).await.unwrap();
     w
 }
@@ -455,9 +487,9 @@ async fn check_durable(store: &dyn Store, w: &Written) {
         CodeTake::Fresh(g) => assert_eq!(g.family_id, w.family),
         other => panic!("code lost: {other:?}"),
     }
-    assert_eq!(store.take_refresh(&w.token).await.unwrap(), RefreshTake::Fresh(w.record.clone()));
+    assert_eq!(store.rotate_refresh(&w.token, None).await.unwrap(), RefreshTake::Fresh(w.record.clone()));
     assert_eq!(
-        store.take_refresh(&w.used_token).await.unwrap(),
+        store.rotate_refresh(&w.used_token, None).await.unwrap(),
         RefreshTake::Reused(w.record.clone()),
         "rotation survives"
     );

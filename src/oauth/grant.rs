@@ -37,7 +37,24 @@ struct Issue<'a> {
     resource: &'a str,
     family_id: &'a str,
     auth_time: i64,
-    with_refresh: bool,
+    refresh: NextRefresh<'a>,
+}
+
+/// Whether a refresh token goes with the access token.
+enum NextRefresh<'a> {
+    /// The client is not registered for the refresh grant.
+    None,
+    /// A new login: the family's first refresh token.
+    First,
+    /// Rotation: the presented token (its digest) is used up by the one issued.
+    Replaces(&'a str),
+}
+
+impl NextRefresh<'_> {
+    /// A new login's: a refresh token for clients registered for the refresh grant.
+    fn first_if(client: &crate::store::ClientRecord) -> Self {
+        if client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) { Self::First } else { Self::None }
+    }
 }
 
 /// RFC 8707 §2.2: a `resource` at the token endpoint must be the one granted.
@@ -119,7 +136,7 @@ async fn device_code(
             resource: &record.resource,
             family_id: &record.family_id,
             auth_time: record.auth_time,
-            with_refresh: client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
+            refresh: NextRefresh::first_if(client),
         },
         GRANT_DEVICE_CODE,
     )
@@ -167,7 +184,7 @@ async fn authorization_code(
             resource: &grant.resource,
             family_id: &grant.family_id,
             auth_time: grant.auth_time,
-            with_refresh: client.metadata.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
+            refresh: NextRefresh::first_if(client),
         },
         "authorization_code",
     )
@@ -176,19 +193,13 @@ async fn authorization_code(
 
 async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &Params) -> Result<TokenResponse, Error> {
     let token = params.get("refresh_token").ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-    let record: RefreshRecord = match app.store.take_refresh(&digest(token)).await? {
+    let hash = digest(token);
+    // Read first, use later: a request refused for its scope or resource leaves the token as
+    // it was, and the use itself is one atomic write with the successor (`issue`).
+    let record: RefreshRecord = match app.store.get_refresh(&hash).await? {
         RefreshTake::Fresh(r) => r,
-        RefreshTake::Reused(r) => {
-            // RFC 9700 §4.14.2: a rotated token came back; one of the two holders is an
-            // attacker, so the whole family goes.
-            revoke_family(app, &r.family_id).await?;
-            app.metrics.refresh_reuse();
-            tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client.client_id, sub = %r.user.id, "refresh token reused; family revoked");
-            return Err(Error::invalid_grant("refresh token was already used; this login is revoked"));
-        }
-        RefreshTake::Unknown => {
-            return Err(Error::invalid_grant("refresh token is invalid or expired"));
-        }
+        RefreshTake::Reused(r) => return Err(refresh_reused(app, &client.client_id, &r).await),
+        RefreshTake::Unknown => return Err(Error::invalid_grant("refresh token is invalid or expired")),
     };
     if record.client_id != client.client_id {
         // SECURITY: a token in another client's hands has leaked: revoke its family.
@@ -213,11 +224,22 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
             resource: &record.resource,
             family_id: &record.family_id,
             auth_time: record.auth_time,
-            with_refresh: true,
+            refresh: NextRefresh::Replaces(&hash),
         },
         "refresh_token",
     )
     .await
+}
+
+/// RFC 9700 §4.14.2: a rotated token came back; one of the two holders is an attacker, so the
+/// whole family goes. The error to answer with.
+async fn refresh_reused(app: &AppState, client_id: &str, record: &RefreshRecord) -> Error {
+    if let Err(e) = revoke_family(app, &record.family_id).await {
+        return e;
+    }
+    app.metrics.refresh_reuse();
+    tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client_id, sub = %record.user.id, "refresh token reused; family revoked");
+    Error::invalid_grant("refresh token was already used; this login is revoked")
 }
 
 /// Revokes every token of a grant family (kept as long as a refresh token of it could live).
@@ -229,7 +251,6 @@ pub async fn revoke_family(app: &AppState, family_id: &str) -> Result<(), Error>
 
 /// Signs the access token and stores a new refresh token.
 async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Result<TokenResponse, Error> {
-    app.metrics.token_issued(grant_type);
     let t = &app.config.tokens;
     let now = now();
     let claims = AccessClaims {
@@ -248,22 +269,33 @@ async fn issue(app: &AppState, what: Issue<'_>, grant_type: &'static str) -> Res
         groups: what.user.groups.clone(),
     };
     let access_token = app.keys.sign(&claims)?;
-    let refresh_token = if what.with_refresh {
-        let token = RefreshToken::generate();
-        let record = RefreshRecord {
-            client_id: what.client_id.to_owned(),
-            family_id: what.family_id.to_owned(),
-            scope: what.scope.to_owned(),
-            resource: what.resource.to_owned(),
-            user: what.user.clone(),
-            expires_at: now + t.refresh_token_ttl as i64,
-            auth_time: what.auth_time,
-        };
-        app.store.put_refresh(&token.digest(), &record).await?;
-        Some(token.secret().to_owned())
-    } else {
-        None
+    let refresh_token = match what.refresh {
+        NextRefresh::None => None,
+        refresh => {
+            let token = RefreshToken::generate();
+            let record = RefreshRecord {
+                client_id: what.client_id.to_owned(),
+                family_id: what.family_id.to_owned(),
+                scope: what.scope.to_owned(),
+                resource: what.resource.to_owned(),
+                user: what.user.clone(),
+                expires_at: now + t.refresh_token_ttl as i64,
+                auth_time: what.auth_time,
+            };
+            if let NextRefresh::Replaces(used) = refresh {
+                match app.store.rotate_refresh(used, Some((&token.digest(), &record))).await? {
+                    RefreshTake::Fresh(_) => {}
+                    // Used by a concurrent request since it was read: the same replay.
+                    RefreshTake::Reused(r) => return Err(refresh_reused(app, what.client_id, &r).await),
+                    RefreshTake::Unknown => return Err(Error::invalid_grant("refresh token is invalid or expired")),
+                }
+            } else {
+                app.store.put_refresh(&token.digest(), &record).await?;
+            }
+            Some(token.secret().to_owned())
+        }
     };
+    app.metrics.token_issued(grant_type);
     tracing::info!(
         audit = "token_issued", auth = "success", grant_type, client_id = %what.client_id, sub = %what.user.id,
         aud = %what.resource, jti = %claims.jti, "tokens issued"

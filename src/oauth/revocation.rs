@@ -7,7 +7,7 @@ use super::params::Params;
 use super::secret::digest;
 use crate::AppState;
 use crate::error::{Error, ErrorCode};
-use crate::store::{ClientRecord, RevocationTarget, now};
+use crate::store::{ClientRecord, RefreshTake, RevocationTarget, now};
 
 fn not_yours() -> Error {
     // RFC 7009 §2.1: a token of another client is refused.
@@ -18,7 +18,7 @@ fn not_yours() -> Error {
 /// access token. Unknown and invalid tokens are answered like revoked ones (§2.2).
 pub async fn revoke(app: &AppState, client: &ClientRecord, params: &Params) -> Result<(), Error> {
     let token = params.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
-    if let Some(record) = app.store.get_refresh(&digest(token)).await? {
+    if let RefreshTake::Fresh(record) = app.store.get_refresh(&digest(token)).await? {
         if record.client_id != client.client_id {
             return Err(not_yours());
         }
@@ -42,7 +42,7 @@ pub async fn introspect(app: &AppState, client: &ClientRecord, params: &Params) 
     }
     let token = params.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
     let inactive = json!({ "active": false });
-    if let Some(r) = app.store.get_refresh(&digest(token)).await? {
+    if let RefreshTake::Fresh(r) = app.store.get_refresh(&digest(token)).await? {
         if app.revocations.is_family_revoked(&r.family_id) != Some(false) {
             return Ok(inactive);
         }

@@ -321,13 +321,24 @@ impl Store for EmbeddedStore {
         self.put(REFRESH, token_hash, &entry, Some(record.expires_at)).await
     }
 
-    async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+    async fn get_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake> {
         let entry: Option<RefreshEntry> = self.get(REFRESH, token_hash).await?;
-        Ok(entry.filter(|e| !e.rotated).map(|e| e.record))
+        Ok(match entry {
+            None => RefreshTake::Unknown,
+            Some(e) if e.rotated => RefreshTake::Reused(e.record),
+            Some(e) => RefreshTake::Fresh(e.record),
+        })
     }
 
-    async fn take_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake> {
+    async fn rotate_refresh(&self, token_hash: &str, next: Option<(&str, &RefreshRecord)>) -> StoreResult<RefreshTake> {
         let key = token_hash.to_owned();
+        let next = match next {
+            Some((hash, record)) => {
+                let entry = RefreshEntry { record: record.clone(), rotated: false };
+                Some((hash.to_owned(), encode(&entry, Some(record.expires_at))?))
+            }
+            None => None,
+        };
         self.write(move |txn| {
             let mut t = txn.open_table(REFRESH).map_err(unavailable)?;
             let Some(mut entry) = read_live::<RefreshEntry>(&t, &key)? else {
@@ -341,6 +352,9 @@ impl Store for EmbeddedStore {
             entry.rotated = true;
             let bytes = encode(&entry, Some(entry.record.expires_at))?;
             t.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            if let Some((hash, bytes)) = &next {
+                t.insert(hash.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            }
             Ok(RefreshTake::Fresh(entry.record))
         })
         .await

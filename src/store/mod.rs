@@ -165,11 +165,11 @@ pub struct RefreshRecord {
     pub auth_time: i64,
 }
 
-/// The outcome of presenting a refresh token.
+/// What a refresh token is found to be, when read or rotated.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshTake {
-    /// First presentation: it is now marked used and must be replaced by a new one.
+    /// Not yet used (after [`Store::rotate_refresh`]: used now, and replaced).
     Fresh(RefreshRecord),
     /// The token was already rotated: someone replayed it (RFC 9700 §4.14.2).
     Reused(RefreshRecord),
@@ -350,10 +350,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a refresh token under its digest until `record.expires_at`.
     async fn put_refresh(&self, token_hash: &str, record: &RefreshRecord) -> StoreResult<()>;
-    /// Reads a refresh token without using it (introspection, revocation).
-    async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
-    /// Uses a refresh token: atomically marks it rotated and says whether it already was.
-    async fn take_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake>;
+    /// Reads a refresh token without using it.
+    async fn get_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake>;
+    /// Uses a refresh token in one atomic write (RFC 9700 §4.14.2): when it is fresh, marks it
+    /// used (kept until it would have expired, so that a replay reads as reuse) and stores its
+    /// successor `next` (digest, record), if any; otherwise changes nothing. Says what the
+    /// token was. One write, so one fsync per refresh grant on the embedded store.
+    async fn rotate_refresh(&self, token_hash: &str, next: Option<(&str, &RefreshRecord)>) -> StoreResult<RefreshTake>;
 
     /// Stores a device authorization under its device code's digest, findable by its user code
     /// until [`DeviceRecord::keep_until`]. `false` (and nothing stored) when the user code is

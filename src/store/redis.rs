@@ -29,7 +29,7 @@
 //! Cluster, whose slots would split the multi-key scripts below.
 //!
 //! Single-use operations are atomic on the server: `take_pending` is `GETDEL`; `take_code` and
-//! `take_refresh` are small Lua scripts (one script runs at a time in Redis).
+//! `rotate_refresh` are small Lua scripts (one script runs at a time in Redis).
 //!
 //! [`RevocationTarget`]: super::RevocationTarget
 
@@ -86,12 +86,13 @@ end
 return {'unknown'}
 "#;
 
-/// Uses a refresh token: marks it used (until the record itself expires) and says whether it
-/// already was.
+/// Uses a refresh token: marks it used (until the record itself expires) and, the first time,
+/// stores its successor.
 ///
-/// KEYS: record, used marker.
+/// KEYS: record, used marker, successor record, successor used marker.
+/// ARGV: successor JSON and its expiry (seconds since the epoch), or nothing.
 /// Returns `{"fresh", record}`, `{"reused", record}`, `{"unknown"}` or `{"corrupt"}`.
-const TAKE_REFRESH: &str = r#"
+const ROTATE_REFRESH: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then
   return {'unknown'}
@@ -107,10 +108,14 @@ if ttl > 0 then
 else
   first = redis.call('SET', KEYS[2], '1', 'NX')
 end
-if first then
-  return {'fresh', v}
+if not first then
+  return {'reused', v}
 end
-return {'reused', v}
+if ARGV[1] then
+  redis.call('SET', KEYS[3], ARGV[1], 'EXAT', ARGV[2])
+  redis.call('DEL', KEYS[4])
+end
+return {'fresh', v}
 "#;
 
 /// Drops expired revocations from the sorted set and the hash (KEYS[1], KEYS[2]).
@@ -177,7 +182,7 @@ return 1
 /// The Lua scripts, loaded once per server (`EVALSHA`, falling back to `EVAL`).
 struct Scripts {
     take_code: Script,
-    take_refresh: Script,
+    rotate_refresh: Script,
     revoke: Script,
     list_revocations: Script,
     put_device: Script,
@@ -188,7 +193,7 @@ impl Scripts {
     fn new() -> Self {
         Self {
             take_code: Script::new(TAKE_CODE),
-            take_refresh: Script::new(TAKE_REFRESH),
+            rotate_refresh: Script::new(ROTATE_REFRESH),
             revoke: Script::new(&format!("{PRUNE_REVOCATIONS}{REVOKE}")),
             list_revocations: Script::new(&format!("{PRUNE_REVOCATIONS}{LIST_REVOCATIONS}")),
             put_device: Script::new(PUT_DEVICE),
@@ -548,34 +553,42 @@ impl Store for RedisStore {
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
-    async fn get_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+    async fn get_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake> {
         let (raw, used): (Option<String>, Option<String>) = self
             .query(redis::cmd("MGET").arg(self.key("refresh", token_hash)).arg(self.key("refresh_used", token_hash)))
             .await?;
-        // A rotated token is no longer a valid grant, only a reuse detector.
         match (raw, used) {
-            (Some(json), None) => decode("refresh", &json).map(Some),
-            _ => Ok(None),
+            (Some(json), None) => decode("refresh", &json).map(RefreshTake::Fresh),
+            (Some(json), Some(_)) => decode("refresh", &json).map(RefreshTake::Reused),
+            (None, _) => Ok(RefreshTake::Unknown),
         }
     }
 
-    async fn take_refresh(&self, token_hash: &str) -> StoreResult<RefreshTake> {
+    async fn rotate_refresh(&self, token_hash: &str, next: Option<(&str, &RefreshRecord)>) -> StoreResult<RefreshTake> {
+        let mut invocation = self.scripts.rotate_refresh.prepare_invoke();
+        invocation.key(self.key("refresh", token_hash)).key(self.key("refresh_used", token_hash));
+        match next {
+            // A successor that is already dead is not stored (as in `put_refresh`).
+            Some((hash, record)) if record.expires_at > now() => {
+                invocation
+                    .key(self.key("refresh", hash))
+                    .key(self.key("refresh_used", hash))
+                    .arg(encode(record)?)
+                    .arg(record.expires_at);
+            }
+            _ => {
+                invocation.key(self.key("refresh", "-")).key(self.key("refresh_used", "-"));
+            }
+        }
         let mut conn = self.conn().await?;
-        let reply: Vec<String> = self
-            .scripts
-            .take_refresh
-            .key(self.key("refresh", token_hash))
-            .key(self.key("refresh_used", token_hash))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
         let (status, data) = script_reply(reply)?;
         match status.as_str() {
-            "fresh" => Ok(RefreshTake::Fresh(decode("refresh", &payload("take_refresh", data)?)?)),
-            "reused" => Ok(RefreshTake::Reused(decode("refresh", &payload("take_refresh", data)?)?)),
+            "fresh" => Ok(RefreshTake::Fresh(decode("refresh", &payload("rotate_refresh", data)?)?)),
+            "reused" => Ok(RefreshTake::Reused(decode("refresh", &payload("rotate_refresh", data)?)?)),
             "unknown" => Ok(RefreshTake::Unknown),
             "corrupt" => Err(StoreError::Corrupt("refresh: not a JSON record".into())),
-            other => Err(StoreError::Unavailable(format!("redis: unexpected take_refresh reply {other:?}"))),
+            other => Err(StoreError::Unavailable(format!("redis: unexpected rotate_refresh reply {other:?}"))),
         }
     }
 
