@@ -445,6 +445,25 @@ async fn verify_refuses_forged_expired_and_misaddressed_tokens() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"], "invalid_token", "{name}");
     }
+    // A client retrying a refused token is refused every time, and logged once a minute: the
+    // misaddressed token above and the six refusals, not the retries; then the misaddressed
+    // token again (never remembered: it is valid elsewhere) ends the count.
+    for _ in 0..4 {
+        let res = verify(&s, Some(&tampered), RESOURCE).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a remembered refusal still refuses");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_token");
+    }
+    assert_eq!(verify(&s, Some(good), OTHER_RESOURCE).await.status(), StatusCode::UNAUTHORIZED);
+    let denied = || s.logs().lines().filter(|l| l.contains("request denied")).count();
+    for _ in 0..50 {
+        if denied() >= 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(denied(), 8, "one line per refused token, retries at debug level:\n{}", s.logs());
+
     // A minted service token is fine.
     let res = verify(&s, Some(&minted), RESOURCE).await;
     assert_eq!(res.status(), StatusCode::OK);

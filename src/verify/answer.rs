@@ -89,7 +89,7 @@ impl Answers {
             Decision::Unauthorized { error: None, .. } if req.browser && self.login_url.is_some() => {
                 self.login_redirect(req)
             }
-            Decision::Unauthorized { resource, error } => {
+            Decision::Unauthorized { resource, error, .. } => {
                 let mut challenge = base_challenge(&resource, req);
                 if let Some(why) = error {
                     challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));

@@ -190,6 +190,8 @@ pub enum Decision {
         resource: Arc<ProtectedResource>,
         /// RFC 6750 error description when a token was sent.
         error: Option<&'static str>,
+        /// The same token was refused for the same reason lately (and logged then).
+        repeated: bool,
     },
     /// 403: valid token, not allowed.
     Forbidden {
@@ -233,12 +235,19 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// One line per refusal (`auth=failure`); a missing token is routine and only at debug level.
+/// One line per refusal (`auth=failure`); a missing token is routine and only at debug level,
+/// as are repeats of a refused token within the minute its refusal is remembered.
 pub fn log_decision(req: &OriginalRequest, decision: &Decision) {
     let why = match decision {
         Decision::Allow(_) => return,
         Decision::Unauthorized { error: None, .. } => {
             tracing::debug!(host = %req.host, "verify: no token");
+            return;
+        }
+        // A client retrying a refused token: one line a minute, not one per request (a loop
+        // of retries would otherwise cost a log write each and flood the log).
+        Decision::Unauthorized { error: Some(e), repeated: true, .. } => {
+            tracing::debug!(host = %req.host, decision = e, "verify: refused again");
             return;
         }
         Decision::Unauthorized { error: Some(e), .. } => *e,
@@ -250,6 +259,12 @@ pub fn log_decision(req: &OriginalRequest, decision: &Decision) {
         audit = "verify_denied", auth = "failure", host = %req.host, path = %req.path(),
         mcp_method = req.mcp_method.as_deref().unwrap_or(""), decision = why, "request denied"
     );
+}
+
+/// Why a token was refused, and whether it was refused before (remembered in `rejected`).
+struct Refusal {
+    why: &'static str,
+    repeated: bool,
 }
 
 /// Cache entries expire exactly at the token's `exp`.
@@ -313,7 +328,7 @@ impl Verifier {
     }
 
     /// Verifies a token, from the cache when it was verified before.
-    fn verified(&self, token: &str) -> Result<Arc<Verified>, &'static str> {
+    fn verified(&self, token: &str) -> Result<Arc<Verified>, Refusal> {
         let key = token_key(token);
         if let Some(hit) = self.cache.get(&key) {
             // The cache evicts at `exp`, but eviction is lazy: check again.
@@ -322,13 +337,13 @@ impl Verifier {
             }
         }
         if let Some(why) = self.rejected.get(&key) {
-            return Err(why);
+            return Err(Refusal { why, repeated: true });
         }
         // SECURITY: only verdicts that cannot change are remembered (an expired or badly signed
         // token stays refused; keys change only with a restart, which empties this cache).
         let claims = self.keys.verify(token).map_err(|e| {
             self.rejected.insert(key, e.0);
-            e.0
+            Refusal { why: e.0, repeated: false }
         })?;
         let verified = Arc::new(Verified::new(claims));
         self.cache.insert(key, verified.clone());
@@ -347,25 +362,29 @@ impl Verifier {
             return Decision::NotProtected;
         };
         let Some(token) = bearer else {
-            return Decision::Unauthorized { resource, error: None };
+            return Decision::Unauthorized { resource, error: None, repeated: false };
         };
         let verified = match self.verified(token) {
             Ok(v) => v,
-            Err(why) => {
-                return Decision::Unauthorized { resource, error: Some(why) };
+            Err(Refusal { why, repeated }) => {
+                return Decision::Unauthorized { resource, error: Some(why), repeated };
             }
         };
         let claims = &*verified;
         match self.revocations.is_revoked(&claims.ids()) {
             None => return Decision::Unavailable,
             Some(true) => {
-                return Decision::Unauthorized { resource, error: Some("token revoked") };
+                return Decision::Unauthorized { resource, error: Some("token revoked"), repeated: false };
             }
             Some(false) => {}
         }
         if !resource.accepts_audience(&claims.aud) {
             // RFC 8707 / RFC 9068 §4: a token for another resource is not valid here.
-            return Decision::Unauthorized { resource, error: Some("token is for another resource (aud)") };
+            return Decision::Unauthorized {
+                resource,
+                error: Some("token is for another resource (aud)"),
+                repeated: false,
+            };
         }
         if !resource.allows_user(claims) {
             return Decision::Forbidden {
