@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::web::Bytes;
+use serde::Serialize;
 use url::Url;
 
 use super::resource::ProtectedResource;
@@ -92,7 +94,9 @@ impl Answers {
             Decision::Unauthorized { resource, error, .. } => {
                 let mut challenge = base_challenge(&resource, req);
                 if let Some(why) = error {
-                    challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{why}\""));
+                    challenge.push_str(", error=\"invalid_token\", error_description=\"");
+                    challenge.push_str(why);
+                    challenge.push('"');
                 }
                 json_error(
                     StatusCode::UNAUTHORIZED,
@@ -146,12 +150,21 @@ impl Answers {
     }
 }
 
-/// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1, RFC 6750 §3).
+/// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1, RFC 6750 §3). Written into one
+/// buffer: refusals come in floods too (a client retrying a dead token).
 fn base_challenge(resource: &ProtectedResource, req: &OriginalRequest) -> String {
-    let mut c = format!("Bearer resource_metadata=\"{}\"", resource.metadata_url());
-    let scope = resource.challenge_scope(req);
-    if !scope.is_empty() {
-        c.push_str(&format!(", scope=\"{scope}\""));
+    let mut c = String::with_capacity(192);
+    c.push_str("Bearer resource_metadata=\"");
+    resource.push_metadata_url(&mut c);
+    c.push('"');
+    let without_scope = c.len();
+    c.push_str(", scope=\"");
+    let scope_at = c.len();
+    resource.push_challenge_scope(req, &mut c);
+    if c.len() == scope_at {
+        c.truncate(without_scope);
+    } else {
+        c.push('"');
     }
     c
 }
@@ -160,11 +173,21 @@ fn no_store() -> (HeaderName, HeaderValue) {
     (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
+/// The RFC 6750 §3 error object.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
 fn json_error(status: StatusCode, challenge: Option<String>, error: &str, description: &str) -> Denial {
-    let mut headers = vec![no_store(), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-    if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    let mut headers = Vec::with_capacity(4);
+    headers.push(no_store());
+    headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    // The challenge's bytes become the header value as they are (validated, not copied).
+    if let Some(c) = challenge.and_then(|c| HeaderValue::from_maybe_shared(Bytes::from(c)).ok()) {
         headers.push((header::WWW_AUTHENTICATE, c));
     }
-    let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
+    let body = serde_json::to_string(&ErrorBody { error, error_description: description }).unwrap_or_default();
     Denial { status, headers, body }
 }

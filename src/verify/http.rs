@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use ipnet::IpNet;
-use url::Url;
+use url::{Position, Url};
 
 use super::answer::{Answer, Answers};
 use super::resource::origin_of;
@@ -218,17 +218,13 @@ pub(crate) fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> Or
             ..OriginalRequest::default()
         };
     };
-    let origin = origin_of(&url);
-    let host = origin.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or_default();
-    let uri = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
+    // Slices of the canonical serialization: `host[:port]` (the default port dropped) and
+    // `path[?query]`.
     OriginalRequest {
         method: method.to_ascii_uppercase(),
         scheme: scheme.into(),
-        host,
-        uri,
+        host: url[Position::BeforeHost..Position::AfterPort].to_owned(),
+        uri: url[Position::BeforePath..Position::AfterQuery].to_owned(),
         ..OriginalRequest::default()
     }
 }

@@ -106,7 +106,16 @@ impl ProtectedResource {
 
     /// RFC 9728 §3.1: the metadata URL, the well-known prefix inserted before the path.
     pub fn metadata_url(&self) -> String {
-        format!("{}/.well-known/oauth-protected-resource{}", self.origin, self.path)
+        let mut url = String::new();
+        self.push_metadata_url(&mut url);
+        url
+    }
+
+    /// [`Self::metadata_url`], appended to `out`.
+    pub fn push_metadata_url(&self, out: &mut String) {
+        out.push_str(&self.origin);
+        out.push_str("/.well-known/oauth-protected-resource");
+        out.push_str(&self.path);
     }
 
     /// The `resource` value of its metadata: the URL as configured, or derived.
@@ -149,13 +158,23 @@ impl ProtectedResource {
     /// The `scope` of a 401 challenge for `req`: what to ask for first, plus what the rules
     /// matching this request need, so that a client gets a token that works at the first try.
     pub fn challenge_scope(&self, req: &super::OriginalRequest) -> String {
-        let mut all: Vec<&str> = Vec::new();
+        let mut scope = String::new();
+        self.push_challenge_scope(req, &mut scope);
+        scope
+    }
+
+    /// [`Self::challenge_scope`], appended to `out` (space-separated, each scope once).
+    pub fn push_challenge_scope(&self, req: &super::OriginalRequest, out: &mut String) {
+        let start = out.len();
         for s in self.challenge_scopes.iter().map(String::as_str).chain(self.rule_scopes(req)) {
-            if !all.contains(&s) {
-                all.push(s);
+            if out[start..].split(' ').any(|taken| taken == s) {
+                continue;
             }
+            if out.len() > start {
+                out.push(' ');
+            }
+            out.push_str(s);
         }
-        all.join(" ")
     }
 
     /// Scopes a request needs beyond what every token needs here: those of the rules matching
