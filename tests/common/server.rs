@@ -149,7 +149,15 @@ impl Server {
         }
     }
 
-    /// Stops and starts again on the same port, configuration and data directory.
+    /// Kills with SIGKILL (a crash: no shutdown, nothing flushed) and waits for the exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops (if running) and starts again on the same port, configuration and data directory.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
