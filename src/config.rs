@@ -346,6 +346,10 @@ pub struct VerifyConfig {
     /// Where a browser (a `GET` that accepts `text/html` and carries no token) is sent instead
     /// of a 401, with the original URL appended as `rd`; empty = API answers for everyone.
     pub login_url: String,
+    /// Seconds after the shared store's revocation feed is lost during which a token verified
+    /// before (in the cache) is still judged against the revocations last known; a token not
+    /// seen before gets 503 at once. 0 (the default) fails closed for every token at once.
+    pub outage_grace: u64,
 }
 
 impl Default for VerifyConfig {
@@ -358,6 +362,7 @@ impl Default for VerifyConfig {
             headers: IdentityHeaders::default(),
             grpc_bind: String::new(),
             login_url: String::new(),
+            outage_grace: 0,
         }
     }
 }
@@ -665,6 +670,13 @@ impl Config {
             && !Url::parse(&self.verify.login_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             p.push(format!("{}: {:?} is not an http(s) URL", setting("verify.login_url"), self.verify.login_url));
+        }
+        if self.verify.outage_grace > 3600 {
+            p.push(format!(
+                "{}: {} s is more than an hour of revocations that may be missed; at most 3600",
+                setting("verify.outage_grace"),
+                self.verify.outage_grace
+            ));
         }
         if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
     }

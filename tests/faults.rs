@@ -255,6 +255,37 @@ async fn redis_killed_under_load_fails_closed_and_recovers_without_losing_anythi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_outage_grace_tokens_judged_before_keep_their_standing_for_a_while() {
+    let mut redis = RedisServer::start();
+    let s = Server::start_with(Options {
+        toml: format!("[store]\ntype = \"redis\"\nredis_url = \"{}\"\n\n[verify]\noutage_grace = 30\n", redis.url),
+        ..Options::default()
+    });
+    let c = bounded();
+    let client = register_public(&s).await;
+    let seen = tokens_for(&s, &client, RESOURCE).await["access_token"].as_str().unwrap().to_owned();
+    let revoked = tokens_for(&s, &client, RESOURCE).await["access_token"].as_str().unwrap().to_owned();
+    let unseen = s.mint(&["--sub", "svc", "--aud", RESOURCE]);
+    assert_eq!(status_of(verify_req(&c, &s, &seen)).await.0, 200);
+    assert_eq!(status_of(verify_req(&c, &s, &revoked)).await.0, 200);
+    let (status, _) = post_form(&s, "/revoke", &[("token", &revoked), ("client_id", &client.id)], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status_of(verify_req(&c, &s, &revoked)).await.0, 401);
+
+    redis.stop();
+    until_status(&c, &s, "/ready", 503, Duration::from_secs(10)).await;
+    // Give the feed time to notice (it does within milliseconds of the connection dropping).
+    let start = Instant::now();
+    while status_of(verify_req(&c, &s, &unseen)).await.0 != 503 {
+        assert!(start.elapsed() < Duration::from_secs(10), "an unseen token is let through in the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status_of(verify_req(&c, &s, &seen)).await.0, 200, "judged before: still allowed");
+    assert_eq!(status_of(verify_req(&c, &s, &revoked)).await.0, 401, "revoked before: still refused");
+    assert_eq!(status_of(verify_req(&c, &s, &unseen)).await.0, 503, "never judged: cannot be checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_no_acknowledged_write_on_the_embedded_store() {
     let mut s = Server::start();
     let client = register_public(&s).await;

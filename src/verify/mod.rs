@@ -15,6 +15,7 @@ pub mod resource;
 pub mod revocation;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderValue;
@@ -109,6 +110,8 @@ pub struct Verified {
     pub headers: [HeaderValue; 5],
     /// Whether the token named the user (else the name header repeats `sub`).
     has_name: bool,
+    /// Whether it was judged against a current revocation set (see `verify.outage_grace`).
+    judged: AtomicBool,
 }
 
 impl Verified {
@@ -175,6 +178,7 @@ impl Verified {
             groups: claims.groups.into_iter().map(Into::into).collect(),
             headers,
             has_name: claims.preferred_username.is_some(),
+            judged: AtomicBool::new(false),
         }
     }
 }
@@ -299,6 +303,7 @@ pub struct Verifier {
     allow_preflight: bool,
     allow_metadata: bool,
     default_scopes: Vec<String>,
+    outage_grace: u64,
 }
 
 impl Verifier {
@@ -319,6 +324,7 @@ impl Verifier {
             allow_preflight: config.verify.allow_preflight,
             allow_metadata: config.verify.allow_metadata,
             default_scopes: config.oauth.scopes_supported.clone(),
+            outage_grace: config.verify.outage_grace,
         }
     }
 
@@ -371,7 +377,21 @@ impl Verifier {
             }
         };
         let claims = &*verified;
-        match self.revocations.is_revoked(&claims.ids()) {
+        let revoked = match self.revocations.is_revoked(&claims.ids()) {
+            Some(revoked) => {
+                if !claims.judged.load(Ordering::Relaxed) {
+                    claims.judged.store(true, Ordering::Relaxed);
+                }
+                Some(revoked)
+            }
+            // The revocation feed is down: a token judged before keeps its standing against the
+            // revocations last known, for `verify.outage_grace`; any other waits (503).
+            None if claims.judged.load(Ordering::Relaxed) => {
+                self.revocations.is_revoked_within(&claims.ids(), self.outage_grace)
+            }
+            None => None,
+        };
+        match revoked {
             None => return Decision::Unavailable,
             Some(true) => {
                 return Decision::Unauthorized { resource, error: Some("token revoked"), repeated: false };

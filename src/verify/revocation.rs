@@ -4,10 +4,11 @@
 //! The set is loaded from the store at start, updated directly when this process revokes, and,
 //! for a shared store, kept current by its feed ([`crate::store::FeedEvent`]). While the feed is
 //! down the set may be stale, so [`Revocations::is_revoked`] answers "don't know" and the caller
-//! fails closed.
+//! fails closed (or, for tokens verified before, uses the last known set for a configured grace:
+//! [`Revocations::is_revoked_within`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt;
@@ -77,6 +78,9 @@ impl<'a> From<&'a AccessClaims> for TokenIds<'a> {
 pub struct Revocations {
     set: RwLock<Set>,
     current: AtomicBool,
+    /// When the set stopped being current (seconds since the epoch); 0 while it is, or before
+    /// it was ever loaded.
+    lost_at: AtomicI64,
 }
 
 impl Revocations {
@@ -85,13 +89,34 @@ impl Revocations {
         if !self.current.load(Ordering::Acquire) {
             return None;
         }
+        Some(self.lookup(claims))
+    }
+
+    /// [`Self::is_revoked`], or while the set has been stale for at most `grace` seconds, the
+    /// answer of the set as last known.
+    pub fn is_revoked_within(&self, claims: &TokenIds<'_>, grace: u64) -> Option<bool> {
+        if let Some(answer) = self.is_revoked(claims) {
+            return Some(answer);
+        }
+        let lost_at = self.lost_at.load(Ordering::Acquire);
+        let within = lost_at > 0 && now().saturating_sub(lost_at) < i64::try_from(grace).unwrap_or(i64::MAX);
+        within.then(|| self.lookup(claims))
+    }
+
+    fn lookup(&self, claims: &TokenIds<'_>) -> bool {
         let set = self.set.read().unwrap_or_else(|e| e.into_inner());
-        let revoked = set.tokens.contains_key(claims.jti)
+        set.tokens.contains_key(claims.jti)
             || set.families.contains_key(claims.sid)
             // Client and user revocations cover what was issued up to then.
             || set.clients.get(claims.client_id).is_some_and(|(at, _)| claims.iat <= *at)
-            || set.users.get(claims.sub).is_some_and(|(at, _)| claims.iat <= *at);
-        Some(revoked)
+            || set.users.get(claims.sub).is_some_and(|(at, _)| claims.iat <= *at)
+    }
+
+    /// The set is no longer current (the feed or a reload failed).
+    fn lost(&self) {
+        if self.current.swap(false, Ordering::AcqRel) {
+            self.lost_at.store(now(), Ordering::Release);
+        }
     }
 
     /// Whether a grant family is revoked; `None` when the set may be stale.
@@ -124,6 +149,7 @@ impl Revocations {
         }
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         self.current.store(true, Ordering::Release);
+        self.lost_at.store(0, Ordering::Release);
         Ok(())
     }
 
@@ -148,13 +174,13 @@ impl Revocations {
                     FeedEvent::Connected => match this.reload(store.as_ref()).await {
                         Ok(()) => tracing::info!("revocation feed connected; revocations reloaded"),
                         Err(err) => {
-                            this.current.store(false, Ordering::Release);
+                            this.lost();
                             tracing::warn!(error = %err, "revocation reload failed; /verify fails closed");
                         }
                     },
                     FeedEvent::Revoked(rev) => this.apply(&rev),
                     FeedEvent::Disconnected => {
-                        this.current.store(false, Ordering::Release);
+                        this.lost();
                         tracing::warn!("revocation feed lost; /verify fails closed until it is back");
                     }
                 }
@@ -201,5 +227,24 @@ mod tests {
         assert_eq!(r.is_family_revoked("f1"), Some(true));
         r.apply(&Revocation { target: RevocationTarget::Token("old".into()), revoked_at: now, expires_at: now - 1 });
         assert!(!r.set.read().unwrap().tokens.contains_key("old"));
+    }
+
+    #[test]
+    fn outage_grace_uses_the_last_known_set_for_a_while() {
+        let r = Revocations::default();
+        let now = now();
+        let (fresh, revoked) = (claims(now + 1), claims(now));
+        assert_eq!(r.is_revoked_within(&(&fresh).into(), 60), None, "never loaded: no grace");
+        r.current.store(true, Ordering::Release);
+        r.apply(&Revocation { target: RevocationTarget::Client("c1".into()), revoked_at: now, expires_at: now + 10 });
+        r.lost();
+        assert_eq!(r.is_revoked(&(&fresh).into()), None, "stale");
+        assert_eq!(r.is_revoked_within(&(&fresh).into(), 0), None, "no grace configured");
+        assert_eq!(r.is_revoked_within(&(&fresh).into(), 60), Some(false), "within the grace");
+        assert_eq!(r.is_revoked_within(&(&revoked).into(), 60), Some(true), "the last known set still counts");
+        r.lost_at.store(now - 61, Ordering::Release);
+        assert_eq!(r.is_revoked_within(&(&fresh).into(), 60), None, "grace over");
+        r.lost();
+        assert_eq!(r.lost_at.load(Ordering::Acquire), now - 61, "losing it again does not restart the grace");
     }
 }
