@@ -12,7 +12,7 @@ BIN_RELEASE := $(CARGO_TARGET_DIR)/release/mcp-authd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help build release run test test-deps lint fmt bench clean
+.PHONY: help build release run test test-deps lint fmt bench fuzz fuzz-smoke clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,8 +49,16 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	cargo fmt --all
 
-test: test-deps lint ## Install test dependencies, lint, and run every test
+test: test-deps lint ## Install test dependencies, lint, and run every test (and every fuzz target for 10 s)
 	cargo test --workspace --all-targets --locked
+	$(MAKE) fuzz-smoke
+
+FUZZ_SECONDS ?= 300
+fuzz: ## Fuzz every parser that sees untrusted input, FUZZ_SECONDS (300) each; see fuzz/run.sh
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: ## Every fuzz target for 10 s, from its seeds and past crashes
+	fuzz/run.sh 10
 
 bench: ## Measure mcp-authd (/verify, gRPC Check, /token, /register, RSS, Redis; bench/results.json) and the stdio-proxy round trip; see BENCHMARKS.md
 	bench/verify.sh

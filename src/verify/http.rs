@@ -200,13 +200,22 @@ pub fn respond(
 
 /// Canonical form of the original request: the URL parser percent-encodes what needs it and
 /// refuses hosts that are not hosts; what does not parse is judged as the root of `localhost`.
-pub(crate) fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
+pub fn normalize(method: &str, scheme: &str, host: &str, uri: &str) -> OriginalRequest {
     let scheme = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
     let uri = if uri.starts_with('/') { uri } else { "/" };
     // SECURITY: a path the proxy may route differently from how it would be judged here is judged
     // as nothing at all (see `ambiguous_path`).
+    // SECURITY: the host is only a host (and port): `X-Forwarded-Host: mcp.example.com/b` with
+    // the path `/a` would otherwise be judged as `/b/a`, another resource's URL, while the
+    // proxy routes `/a` (found by fuzzing: fuzz/fuzz_targets/forwarded.rs).
+    // And it is there: with none, `https://` + `/x.example.com/b` would parse with the path's
+    // first segment as the host.
+    let host_only = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'));
+    // Control characters too: the URL parser drops tabs and line breaks, which can join
+    // `%5` and `c` into an escape `ambiguous_path` would have refused (found by fuzzing).
     let parsed = Some(uri)
-        .filter(|u| !ambiguous_path(u))
+        .filter(|u| host_only && !u.bytes().any(|b| b.is_ascii_control()) && !ambiguous_path(u))
         .and_then(|uri| Url::parse(&format!("{scheme}://{host}{uri}")).ok())
         .filter(|u| u.host_str().is_some() && u.username().is_empty() && u.password().is_none());
     let Some(url) = parsed else {
@@ -245,6 +254,32 @@ fn ambiguous_path(uri: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_only_a_host() {
+        // Found by fuzzing: the host carried a path, and the judged URL became another one.
+        let nothing = normalize("GET", "https", "localhost", "/");
+        for host in [
+            "2/z%5c",
+            "mcp.example.com/b",
+            "mcp.example.com?x",
+            "mcp.example.com#f",
+            "a@mcp.example.com",
+            "h\\x",
+            "h x",
+        ] {
+            let r = normalize("POST", "https", host, "/a");
+            assert_eq!((r.host.as_str(), r.uri.as_str()), (nothing.host.as_str(), nothing.uri.as_str()), "{host}");
+        }
+        for uri in ["/x/%5\n\nc0", "/x/%2\tf", "/a\r\n/b", "/a\0"] {
+            let r = normalize("POST", "https", "h", uri);
+            assert_eq!((r.host.as_str(), r.uri.as_str()), ("localhost", "/"), "{uri:?}");
+        }
+        let r = normalize("POST", "https", "", "//mcp.example.com/b");
+        assert_eq!((r.host.as_str(), r.uri.as_str()), ("localhost", "/"), "no host: the path does not become one");
+        assert_eq!(normalize("POST", "https", "[::1]:8443", "/a").host, "[::1]:8443");
+        assert_eq!(normalize("POST", "https", "mcp_x.example.com", "/a").host, "mcp_x.example.com");
+    }
 
     #[test]
     fn normalization() {
