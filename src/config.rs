@@ -681,6 +681,29 @@ impl Config {
         if p.is_empty() { Ok(()) } else { Err(ConfigErrors(p)) }
     }
 
+    /// What [`Self::validate`] cannot see in the settings alone but `serve` would fail on: the
+    /// files and directories they name (`mcp-authd check-config` runs both). Reads, never writes.
+    pub fn check_environment(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let keys = self.tokens.private_key_file.iter().map(|f| (f, "tokens.private_key_file"));
+        let previous = self.tokens.previous_key_files.iter().map(|f| (f, "tokens.previous_key_files"));
+        for (file, key) in keys.chain(previous) {
+            match std::fs::read(file) {
+                Ok(pem) if crate::jwt::parses_as_signing_key(&pem) => {}
+                Ok(_) => {
+                    p.push(format!("{}: {} is not a PEM private key of a supported kind", setting(key), file.display()))
+                }
+                Err(e) => p.push(format!("{}: cannot read {}: {e}", setting(key), file.display())),
+            }
+        }
+        // The data directory holds the embedded store and generated keys: it must be writable.
+        let needs_dir = self.store.kind == StoreKind::Embedded || self.tokens.private_key_file.is_none();
+        if needs_dir && let Some(why) = unwritable(&self.server.data_dir) {
+            p.push(format!("{}: {} {why}", setting("server.data_dir"), self.server.data_dir.display()));
+        }
+        p
+    }
+
     /// Risky but legal settings, for the operator to read at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
@@ -711,6 +734,31 @@ impl Config {
     /// `server.trusted_proxies`, parsed (validate() has checked them).
     pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
         self.server.trusted_proxies.iter().filter_map(|s| parse_net(s)).collect()
+    }
+}
+
+/// Why `dir` (or, while it does not exist, the nearest existing parent it would be made in)
+/// cannot be written; `None` when it can.
+fn unwritable(dir: &std::path::Path) -> Option<String> {
+    let mut at = dir;
+    while !at.exists() {
+        at = match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => std::path::Path::new("."),
+        };
+    }
+    if !at.is_dir() {
+        return Some(format!("cannot be created: {} is not a directory", at.display()));
+    }
+    // A probe file, removed at once: permissions alone do not tell about read-only mounts.
+    let probe = at.join(format!(".mcp-authd-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if at == dir => Some(format!("is not writable: {e}")),
+        Err(e) => Some(format!("cannot be created in {}: {e}", at.display())),
     }
 }
 

@@ -227,6 +227,11 @@ pub fn rotate(config: &Config) -> anyhow::Result<String> {
     add_generated_key(&dir, config, &mut ring)
 }
 
+/// Whether `pem` is a private key `serve` could sign with.
+pub fn parses_as_signing_key(pem: &[u8]) -> bool {
+    Key::from_pem(pem, "https://check.invalid").is_ok()
+}
+
 impl Keys {
     /// Loads the configured keys, or the generated ones (generating the first on first start).
     pub fn load(config: &Config) -> anyhow::Result<Self> {

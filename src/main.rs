@@ -166,6 +166,11 @@ async fn run() -> anyhow::Result<()> {
                 for w in config.warnings() {
                     println!("warning: {w}");
                 }
+                let problems = config.check_environment();
+                if !problems.is_empty() {
+                    eprint!("{}", mcp_authd::config::ConfigErrors(problems));
+                    std::process::exit(1);
+                }
                 println!("configuration is valid");
                 Ok(())
             }

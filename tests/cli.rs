@@ -40,6 +40,54 @@ fn check_config_reports_every_problem_with_its_setting() {
 }
 
 #[test]
+fn check_config_reads_the_files_serve_would_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let file = dir.path().join("c.toml");
+    // validate() has seen that the files exist; check-config also reads them.
+    let config = |data_dir: &std::path::Path| {
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[tokens]\nprivate_key_file = \"{}\"\n",
+            data_dir.display(),
+            not_a_key.display()
+        )
+    };
+    // A data directory under a file cannot be made.
+    std::fs::write(&file, config(&not_a_key.join("data"))).unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("tokens.private_key_file (MCP_AUTHD__TOKENS__PRIVATE_KEY_FILE)"), "{err}");
+    assert!(err.contains("is not a PEM private key"), "{err}");
+    assert!(
+        err.contains("server.data_dir (MCP_AUTHD__SERVER__DATA_DIR)") && err.contains("is not a directory"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+
+    // A real key and a writable directory: valid.
+    let key = dir.path().join("key.pem");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .arg(&key)
+        .output()
+        .expect("openssl (make test-deps installs it)");
+    assert!(made.status.success());
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[tokens]\nprivate_key_file = \"{}\"\n",
+            dir.path().join("d").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn hash_password_output_verifies() {
     let mut child =
         bin().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
