@@ -212,7 +212,10 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(err) => tracing::error!(error = ?err, "internal error"),
-            Self::Store(err) => tracing::error!(error = %err, "store error"),
+            Self::Store(err) => {
+                crate::metrics::STORE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %err, "store error")
+            }
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());

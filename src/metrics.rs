@@ -1,5 +1,5 @@
 //! Prometheus metrics (`GET /metrics`, text exposition format 0.0.4): decisions by outcome with
-//! their latency, tokens issued by grant, refresh-token reuse detections. Plain
+//! their latency, tokens issued by grant, refresh-token reuse detections, store errors. Plain
 //! atomics, no registry: the /verify hot path pays one clock read and two relaxed increments.
 //!
 //! Like `/verify`, `/metrics` is for the inside: the proxy configurations in deploy/ do not
@@ -18,6 +18,10 @@ const OUTCOMES: [&str; 7] =
 const BUCKETS: [f64; 10] = [0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05];
 /// Grants, as the `grant_type` label.
 const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"];
+
+/// Requests answered with an error because the store failed (the whole process: errors are
+/// rendered where the application state is out of reach).
+pub static STORE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// A latency histogram with fixed buckets.
 #[derive(Default)]
@@ -123,6 +127,9 @@ impl Metrics {
         );
         out.push_str("# TYPE mcp_authd_refresh_token_reuse_total counter\n");
         let _ = writeln!(out, "mcp_authd_refresh_token_reuse_total {}", self.refresh_reuse.load(Relaxed));
+        out.push_str("# HELP mcp_authd_store_errors_total Requests answered 503 because the store failed.\n");
+        out.push_str("# TYPE mcp_authd_store_errors_total counter\n");
+        let _ = writeln!(out, "mcp_authd_store_errors_total {}", STORE_ERRORS.load(Relaxed));
         out
     }
 }

@@ -122,8 +122,8 @@ async fn redis_killed_under_load_fails_closed_and_recovers_without_losing_anythi
         load.push(tokio::spawn(async move {
             let c = bounded();
             while !stop.load(Ordering::Relaxed) {
-                let p = phase.load(Ordering::Relaxed);
-                tally.add(p, "verify", status_of(verify_req(&c, &s, &access)).await.0);
+                let status = status_of(verify_req(&c, &s, &access)).await.0;
+                tally.add(phase.load(Ordering::Relaxed), "verify", status);
             }
         }));
     }
@@ -133,9 +133,8 @@ async fn redis_killed_under_load_fails_closed_and_recovers_without_losing_anythi
         load.push(tokio::spawn(async move {
             let c = bounded();
             while !stop.load(Ordering::Relaxed) {
-                let p = phase.load(Ordering::Relaxed);
                 let (status, body) = status_of(c.post(s.url("/register")).json(&registration())).await;
-                tally.add(p, "register", status);
+                tally.add(phase.load(Ordering::Relaxed), "register", status);
                 if status == 201 {
                     let id = body["client_id"].as_str().unwrap().to_owned();
                     let rat = body["registration_access_token"].as_str().unwrap().to_owned();
@@ -153,9 +152,10 @@ async fn redis_killed_under_load_fails_closed_and_recovers_without_losing_anythi
             let c = bounded();
             let mut current = first_refresh;
             while !stop.load(Ordering::Relaxed) {
-                let p = phase.load(Ordering::Relaxed);
                 let form = [("grant_type", "refresh_token"), ("refresh_token", &current), ("client_id", &client_id)];
                 let (status, body) = status_of(c.post(s.url("/token")).form(&form)).await;
+                // Counted in the phase it was answered in (the kill may come mid-request).
+                let p = phase.load(Ordering::Relaxed);
                 tally.add(p, "refresh", status);
                 match status {
                     200 => current = body["refresh_token"].as_str().unwrap().to_owned(),
@@ -251,6 +251,16 @@ async fn redis_killed_under_load_fails_closed_and_recovers_without_losing_anythi
     }
     let (status, body) = refresh(&s, &before_outage.id, &last_refresh).await;
     assert_eq!(status, StatusCode::OK, "the chain's last token still works: {body}");
+    // The operator sees it: store errors and fail-closed decisions are counted.
+    let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series}:\n{metrics}"))
+    };
+    assert!(value("mcp_authd_store_errors_total ") > 0.0, "{metrics}");
+    assert!(value("mcp_authd_decisions_total{transport=\"http\",outcome=\"unavailable\"} ") > 0.0, "{metrics}");
     assert_eq!(verify(&s, body["access_token"].as_str(), RESOURCE).await.status(), StatusCode::OK);
 }
 

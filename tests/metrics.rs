@@ -61,3 +61,31 @@ async fn metrics_count_decisions_tokens_and_reuse() {
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
 }
+
+/// The Grafana dashboard in deploy/ queries only series mcp-authd exports (it would show empty
+/// panels after a rename otherwise).
+#[tokio::test]
+async fn the_grafana_dashboard_queries_exported_series() {
+    let s = Server::start();
+    let exported = metrics(&s).await;
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/mcp-authd.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("mcp_authd_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                assert!(
+                    exported.lines().any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+                    "panel {:?} queries {name}, which /metrics does not export",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 9, "the dashboard queries mcp-authd's series ({queried})");
+}
