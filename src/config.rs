@@ -91,6 +91,9 @@ pub struct ServerConfig {
     pub log_format: String,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// The operator's Unix socket (`mcp-authd clients`, `mcp-authd tokens`), relative to
+    /// `data_dir` unless absolute; mode 0600. Empty = none.
+    pub admin_socket: String,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
             log_format: "text".into(),
             workers: 0,
+            admin_socket: "admin.sock".into(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! is), `store` (state), and the shared leaves `config`, `error`, `jwt`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -14,7 +14,7 @@ use mcp_authd::jwt::{AccessClaims, Keys};
 use mcp_authd::oauth::secret::random_token;
 use mcp_authd::upstream::{Upstreams, local::hash_password};
 use mcp_authd::verify::grpc::{self, ExtAuthz};
-use mcp_authd::{AppState, http, http_client};
+use mcp_authd::{AppState, admin, http, http_client};
 use tracing_actix_web::TracingLogger;
 
 /// OAuth 2.1 authorization server and ForwardAuth decision point for MCP servers.
@@ -52,6 +52,16 @@ enum Command {
     },
     /// Hash a password (read from standard input) for a [[local.users]] entry.
     HashPassword,
+    /// Registered clients, through the running server's admin socket.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Revoke tokens, through the running server's admin socket.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Get an access token from a running server through the device flow (RFC 8628): prints the
     /// URL and code to approve on stderr, then the token on stdout. Stores nothing.
     Login {
@@ -70,6 +80,35 @@ enum Command {
         /// Print the whole token response (JSON: refresh token, expiry, scope).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Every client, newest first.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One client's metadata (JSON).
+    Show { client_id: String },
+    /// Delete a client and revoke its tokens.
+    Delete { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Revoke every token issued to a user or a client until now (access tokens and the
+    /// refresh tokens of their logins).
+    #[command(group(clap::ArgGroup::new("whose").required(true).args(["user", "client"])))]
+    Revoke {
+        /// The user: its id (`sub`, the X-User-Id header), e.g. `local:alice` or a GitHub user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// The client (`client_id`).
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 
@@ -213,6 +252,8 @@ async fn run() -> anyhow::Result<()> {
             println!("{}", keys.sign(&claims)?);
             Ok(())
         }
+        Command::Clients { command } => admin_command(&load(path.as_deref())?, AdminCommand::Clients(command)),
+        Command::Tokens { command } => admin_command(&load(path.as_deref())?, AdminCommand::Tokens(command)),
         Command::Login { issuer, resource, scope, client_id, json } => {
             login::run(login::Login { issuer, resource, scope, client_id, json }).await
         }
@@ -268,6 +309,21 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             }
         }))
     };
+    let admin = match admin::socket_path(&state.config) {
+        Some(path) => {
+            let listener = admin::bind(&path)?;
+            let admin_state = state.clone();
+            let server = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(admin::configure))
+                .workers(1)
+                .disable_signals()
+                .listen_uds(listener)
+                .with_context(|| format!("serving {}", path.display()))?
+                .run();
+            tracing::info!(socket = %path.display(), "admin socket listening (mcp-authd clients, mcp-authd tokens)");
+            Some((server.handle(), tokio::spawn(server), path))
+        }
+        None => None,
+    };
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -295,6 +351,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if let Some(grpc) = grpc {
         let _ = grpc.await;
     }
+    if let Some((handle, task, path)) = admin {
+        handle.stop(true).await;
+        let _ = task.await;
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -306,4 +367,56 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// A `clients` or `tokens` command.
+enum AdminCommand {
+    Clients(ClientsCommand),
+    Tokens(TokensCommand),
+}
+
+/// Runs an operator command against the running server's admin socket; prints what it says.
+fn admin_command(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let socket = admin::socket_path(config).context("server.admin_socket is empty: the admin socket is off")?;
+    let (method, path, body) = match &command {
+        AdminCommand::Clients(ClientsCommand::List { .. }) => ("GET", "/clients".to_owned(), None),
+        AdminCommand::Clients(ClientsCommand::Show { client_id }) => {
+            ("GET", format!("/clients/{}", path_segment(client_id)), None)
+        }
+        AdminCommand::Clients(ClientsCommand::Delete { client_id }) => {
+            ("DELETE", format!("/clients/{}", path_segment(client_id)), None)
+        }
+        AdminCommand::Tokens(TokensCommand::Revoke { user, client }) => {
+            ("POST", "/revocations".to_owned(), Some(serde_json::json!({ "user": user, "client": client })))
+        }
+    };
+    let (status, text) = admin::request(&socket, method, &path, body.as_ref())?;
+    if !(200..300).contains(&status) {
+        let why: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        anyhow::bail!("{}", why["error_description"].as_str().unwrap_or(&text));
+    }
+    match command {
+        AdminCommand::Clients(ClientsCommand::List { json: false }) => {
+            let clients: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+            println!("{:<38} {:<28} {:<12} REDIRECT URIS", "CLIENT ID", "NAME", "TYPE");
+            for c in &clients {
+                let kind = if c["confidential"].as_bool() == Some(true) { "confidential" } else { "public" };
+                let uris: Vec<&str> =
+                    c["redirect_uris"].as_array().into_iter().flatten().filter_map(|u| u.as_str()).collect();
+                let name: String = c["client_name"].as_str().unwrap_or("-").chars().take(28).collect();
+                println!("{:<38} {:<28} {:<12} {}", c["client_id"].as_str().unwrap_or(""), name, kind, uris.join(" "));
+            }
+            eprintln!("{} client(s)", clients.len());
+        }
+        AdminCommand::Clients(ClientsCommand::Delete { client_id }) => {
+            println!("client {client_id} deleted; its tokens are revoked")
+        }
+        _ => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// A client id as one URL path segment.
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -230,7 +230,21 @@ async fn clients(store: &dyn Store) {
 
     let second = client(&cid, "second");
     store.put_client(&second).await.unwrap();
-    assert_eq!(store.get_client(&cid).await.unwrap(), Some(second), "put replaces");
+    assert_eq!(store.get_client(&cid).await.unwrap(), Some(second.clone()), "put replaces");
+
+    // Listing walks every client (more than one SCAN page on Redis).
+    let others: Vec<ClientRecord> = (0..1200).map(|i| client(&id(), &format!("listed {i}"))).collect();
+    for c in &others {
+        store.put_client(c).await.unwrap();
+    }
+    let listed = store.list_clients().await.unwrap();
+    assert!(listed.contains(&second));
+    for c in &others {
+        assert!(listed.contains(c), "{} not listed", c.client_id);
+    }
+    for c in &others {
+        store.delete_client(&c.client_id).await.unwrap();
+    }
 
     assert!(store.delete_client(&cid).await.unwrap());
     assert_eq!(store.get_client(&cid).await.unwrap(), None);

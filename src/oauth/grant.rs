@@ -12,6 +12,7 @@ use crate::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::jwt::AccessClaims;
 use crate::store::{CodeTake, DevicePoll, RefreshRecord, RefreshTake, RevocationTarget, StoreError, User, now};
+use crate::verify::revocation::TokenIds;
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -207,7 +208,7 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
         tracing::warn!(audit = "refresh_wrong_client", auth = "failure", client_id = %client.client_id, "refresh token presented by another client; family revoked");
         return Err(Error::invalid_grant("refresh token was issued to another client"));
     }
-    match app.revocations.is_family_revoked(&record.family_id) {
+    match app.revocations.is_revoked(&refresh_ids(&record)) {
         None => return Err(StoreError::Unavailable("revocation state not current".into()).into()),
         Some(true) => return Err(Error::invalid_grant("refresh token is revoked")),
         Some(false) => {}
@@ -229,6 +230,18 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
         "refresh_token",
     )
     .await
+}
+
+/// What the revocation set looks a refresh token up by: its login's family, and its user and
+/// client as of the login (a revocation of either made after the login covers it).
+pub fn refresh_ids(record: &RefreshRecord) -> TokenIds<'_> {
+    TokenIds {
+        jti: "",
+        sid: &record.family_id,
+        client_id: &record.client_id,
+        sub: &record.user.id,
+        iat: record.auth_time,
+    }
 }
 
 /// RFC 9700 §4.14.2: a rotated token came back; one of the two holders is an attacker, so the

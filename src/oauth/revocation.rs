@@ -43,7 +43,7 @@ pub async fn introspect(app: &AppState, client: &ClientRecord, params: &Params) 
     let token = params.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
     let inactive = json!({ "active": false });
     if let RefreshTake::Fresh(r) = app.store.get_refresh(&digest(token)).await? {
-        if app.revocations.is_family_revoked(&r.family_id) != Some(false) {
+        if app.revocations.is_revoked(&super::grant::refresh_ids(&r)) != Some(false) {
             return Ok(inactive);
         }
         return Ok(json!({

@@ -247,6 +247,22 @@ impl Store for EmbeddedStore {
         Ok(self.take::<ClientRecord>(CLIENTS, client_id).await?.is_some())
     }
 
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(CLIENTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (_, raw) = row.map_err(unavailable)?;
+                out.push(decode::<ClientRecord>(raw.value())?.value);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {
         self.put(PENDING, id, pending, Some(expiry_after(ttl))).await
     }

@@ -334,6 +334,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
     /// Deletes a client; `true` when it existed.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Every registered client, in no particular order (the operator's `clients list`).
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
 
     /// Parks an authorization request under a random id for `ttl`.
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()>;

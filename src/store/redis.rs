@@ -453,6 +453,36 @@ impl Store for RedisStore {
         Ok(n > 0)
     }
 
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        // SCAN, not KEYS: the server keeps answering others while the keyspace is walked.
+        let pattern = self.key("client", "*");
+        let mut conn = self.conn().await?;
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> =
+                    redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(unavailable)?;
+                for json in values.into_iter().flatten() {
+                    out.push(decode("client", &json)?);
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {
         self.put_json("pending", id, pending, ttl).await
     }
