@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_authd::verify::http::normalize;
+use mcp_authd::verify::http::{normalize, parse_canonical};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
         parts.next().unwrap_or(""),
     );
     let req = normalize(method, scheme, host, uri);
+    // The fast path for input already canonical agrees with the URL parser, always.
+    let scheme_in = if scheme.eq_ignore_ascii_case("http") { "http" } else { "https" };
+    let uri_in = if uri.starts_with('/') { uri } else { "/" };
+    assert_eq!(req, parse_canonical(method, scheme_in, host, uri_in), "{method:?} {scheme:?} {host:?} {uri:?}");
     assert!(req.scheme == "http" || req.scheme == "https");
     assert!(req.uri.starts_with('/'), "{req:?}");
     assert!(!req.host.is_empty() && !req.host.contains(['/', '?', '#', '@', ' ']), "{req:?}");

@@ -304,6 +304,37 @@ pub struct Verifier {
     allow_metadata: bool,
     default_scopes: Vec<String>,
     outage_grace: u64,
+    /// Tells this verifier's entries in [`RECENT`] from another's (tests build several).
+    id: u64,
+}
+
+/// Slots per thread in [`RECENT`].
+const RECENT_SLOTS: usize = 64;
+
+/// A verified token as this thread last saw it, byte for byte.
+struct RecentToken {
+    verifier: u64,
+    token: Box<str>,
+    verified: Arc<Verified>,
+}
+
+thread_local! {
+    /// The tokens this worker thread verified lately, by their exact bytes: steady MCP traffic
+    /// presents the same few tokens over and over, and an exact comparison (a memcmp of the
+    /// token) is cheaper than the SHA-256 that keys the shared cache. A slot is picked by the
+    /// token's last bytes (signature bytes, random); a miss falls through to the shared cache.
+    static RECENT: std::cell::RefCell<Vec<Option<RecentToken>>> =
+        std::cell::RefCell::new((0..RECENT_SLOTS).map(|_| None).collect());
+}
+
+fn recent_slot(token: &str) -> usize {
+    let b = token.as_bytes();
+    let tail = &b[b.len().saturating_sub(8)..];
+    let mut x = 0u64;
+    for byte in tail {
+        x = (x << 8) | u64::from(*byte);
+    }
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % RECENT_SLOTS
 }
 
 impl Verifier {
@@ -325,6 +356,10 @@ impl Verifier {
             allow_metadata: config.verify.allow_metadata,
             default_scopes: config.oauth.scopes_supported.clone(),
             outage_grace: config.verify.outage_grace,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
     }
 
@@ -335,6 +370,24 @@ impl Verifier {
 
     /// Verifies a token, from the cache when it was verified before.
     fn verified(&self, token: &str) -> Result<Arc<Verified>, Refusal> {
+        let now = crate::store::now();
+        let slot = recent_slot(token);
+        let recent = RECENT.with_borrow(|r| match &r[slot] {
+            Some(e) if e.verifier == self.id && &*e.token == token && e.verified.exp >= now => Some(e.verified.clone()),
+            _ => None,
+        });
+        if let Some(hit) = recent {
+            return Ok(hit);
+        }
+        let verified = self.verified_shared(token)?;
+        RECENT.with_borrow_mut(|r| {
+            r[slot] = Some(RecentToken { verifier: self.id, token: token.into(), verified: verified.clone() });
+        });
+        Ok(verified)
+    }
+
+    /// [`Self::verified`] by the shared cache, keyed by the token's digest.
+    fn verified_shared(&self, token: &str) -> Result<Arc<Verified>, Refusal> {
         let key = token_key(token);
         if let Some(hit) = self.cache.get(&key) {
             // The cache evicts at `exp`, but eviction is lazy: check again.
