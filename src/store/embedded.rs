@@ -55,8 +55,8 @@ impl<T> Envelope<T> {
 
 /// redb's own page cache (its default is 1 GiB, which reading the tables fills: 16 MiB more
 /// resident than the Redis store after `make bench`'s 30,000 refresh grants and a restart). Lookups are by key in shallow B-trees whose
-/// inner pages stay in these 2 MiB; leaves come from the OS page cache when not.
-const CACHE_BYTES: usize = 2 << 20;
+/// inner pages stay in this 1 MiB; leaves come from the OS page cache when not.
+const CACHE_BYTES: usize = 1 << 20;
 
 /// A refresh token record plus whether it has been used (rotated) already.
 #[derive(Serialize, Deserialize)]

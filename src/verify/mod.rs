@@ -311,18 +311,19 @@ pub struct Verifier {
 /// Slots per thread in [`RECENT`].
 const RECENT_SLOTS: usize = 64;
 
-/// A verified token as this thread last saw it, byte for byte.
+/// A token as this thread last judged it, byte for byte: verified, or refused and why.
 struct RecentToken {
     verifier: u64,
     token: Box<str>,
-    verified: Arc<Verified>,
+    verdict: Result<Arc<Verified>, &'static str>,
 }
 
 thread_local! {
-    /// The tokens this worker thread verified lately, by their exact bytes: steady MCP traffic
-    /// presents the same few tokens over and over, and an exact comparison (a memcmp of the
-    /// token) is cheaper than the SHA-256 that keys the shared cache. A slot is picked by the
-    /// token's last bytes (signature bytes, random); a miss falls through to the shared cache.
+    /// The tokens this worker thread judged lately, by their exact bytes: steady MCP traffic
+    /// presents the same few tokens over and over (and a client with a dead token retries it),
+    /// and an exact comparison (a memcmp of the token) is cheaper than the SHA-256 that keys the
+    /// shared caches. A slot is picked by the token's last bytes (signature bytes, random); a
+    /// miss falls through to the shared caches.
     static RECENT: std::cell::RefCell<Vec<Option<RecentToken>>> =
         std::cell::RefCell::new((0..RECENT_SLOTS).map(|_| None).collect());
 }
@@ -373,17 +374,23 @@ impl Verifier {
         let now = crate::store::now();
         let slot = recent_slot(token);
         let recent = RECENT.with_borrow(|r| match &r[slot] {
-            Some(e) if e.verifier == self.id && &*e.token == token && e.verified.exp >= now => Some(e.verified.clone()),
+            Some(e) if e.verifier == self.id && &*e.token == token => match &e.verdict {
+                Ok(v) if v.exp >= now => Some(Ok(v.clone())),
+                Ok(_) => None,
+                // Refusals are final (see `rejected`).
+                Err(why) => Some(Err(Refusal { why, repeated: true })),
+            },
             _ => None,
         });
-        if let Some(hit) = recent {
-            return Ok(hit);
+        if let Some(verdict) = recent {
+            return verdict;
         }
-        let verified = self.verified_shared(token)?;
+        let verdict = self.verified_shared(token);
         RECENT.with_borrow_mut(|r| {
-            r[slot] = Some(RecentToken { verifier: self.id, token: token.into(), verified: verified.clone() });
+            let remembered = verdict.as_ref().map(Arc::clone).map_err(|refusal| refusal.why);
+            r[slot] = Some(RecentToken { verifier: self.id, token: token.into(), verdict: remembered });
         });
-        Ok(verified)
+        verdict
     }
 
     /// [`Self::verified`] by the shared cache, keyed by the token's digest.
