@@ -124,6 +124,20 @@ async fn journey(kind: Kind) {
         )
     };
 
+    // 0. The device flow's endpoints are routed to mcp-authd, unchecked (RFC 8628 clients).
+    let page = reqwest::get(format!("{public}/device")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "{}", ctx("GET /device"));
+    assert!(page.text().await.unwrap().contains("user_code"));
+    let res = reqwest::Client::new()
+        .post(format!("{public}/device_authorization"))
+        .form(&[("client_id", "nobody")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{}", ctx("POST /device_authorization"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client", "mcp-authd answered, not the proxy");
+
     // 1. No token: 401 and the RFC 9728 pointer, through the proxy, with the scope to ask for.
     let res = post(&echo, None, "initialize", None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{}", ctx("unauthenticated call"));

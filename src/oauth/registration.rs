@@ -106,7 +106,10 @@ pub async fn update(
     mut record: ClientRecord,
     req: RegistrationRequest,
 ) -> Result<(ClientRecord, Option<ClientSecret>), Error> {
-    if req.client_id.as_deref() != Some(record.client_id.as_str()) {
+    // RFC 7592 §2.2 has the client repeat its client_id; the Python gateway's client bridge
+    // leaves it out. The URL names the client and its registration access token authenticates
+    // the request, so an absent id loses nothing; a different one is still refused.
+    if req.client_id.as_deref().is_some_and(|id| id != record.client_id) {
         return Err(Error::invalid_request("client_id in the body must equal the client's id"));
     }
     if let Some(presented) = req.client_secret.as_deref() {

@@ -65,6 +65,9 @@ pub struct Options {
     /// The issuer, when the server is reached through a proxy (`http://127.0.0.1:<proxy port>`):
     /// [`Server::url`] and the OAuth helpers then go through the proxy.
     pub issuer: Option<String>,
+    /// Leave out the two base `[[resources]]` ([`RESOURCE`], [`OTHER_RESOURCE`]): the test
+    /// declares its own.
+    pub own_resources: bool,
 }
 
 impl Server {
@@ -79,10 +82,14 @@ impl Server {
         let port = free_port();
         let base = opts.issuer.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
         let mut toml = format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nissuer = \"{base}\"\ndata_dir = \"{}\"\n\n\
-             [[resources]]\nurl = \"{RESOURCE}\"\n\n[[resources]]\nurl = \"{OTHER_RESOURCE}\"\nrequired_scopes = [\"mcp\"]\n\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\nissuer = \"{base}\"\ndata_dir = \"{}\"\n\n",
             dir.path().join("data").display()
         );
+        if !opts.own_resources {
+            toml.push_str(&format!(
+                "[[resources]]\nurl = \"{RESOURCE}\"\n\n[[resources]]\nurl = \"{OTHER_RESOURCE}\"\nrequired_scopes = [\"mcp\"]\n\n"
+            ));
+        }
         if !opts.no_local_users {
             toml.push_str(&format!(
                 "[[local.users]]\nusername = \"alice\"\npassword_hash = \"{}\"\nemail = \"alice@example.com\"\n\n",

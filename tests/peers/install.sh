@@ -63,3 +63,18 @@ esac
 echo "Node $("$node22" --version): $node22"
 echo "MCP conformance suite $("$node22" "$conformance" --version): $conformance"
 echo "server-everything $("$node22" -p "require('$npm_dir/node_modules/@modelcontextprotocol/server-everything/package.json').version"): $everything"
+
+# --- Python: the Python gateway's own client bridge (PyPI mcp-streamablehttp-client 0.2.0), in
+# a venv of its own (it brings its own MCP SDK and httpx versions), every package pinned ---
+client_venv="$dir/python-client-venv"
+if [ ! -x "$client_venv/bin/python" ]; then
+    python3 -m venv "$client_venv"
+fi
+stamp="$client_venv/.mcp-authd-peers.sha256"
+want=$(sha256sum "$here/python-client-requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$client_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/python-client-requirements.txt"
+    echo "$want" >"$stamp"
+fi
+test -x "$client_venv/bin/mcp-streamablehttp-client"
+echo "mcp-streamablehttp-client $("$client_venv/bin/python" -c 'from importlib.metadata import version; print(version("mcp-streamablehttp-client"))'): $client_venv/bin/mcp-streamablehttp-client"
