@@ -75,7 +75,7 @@ fn denied(res: &CheckResponse) -> (Code, i32, HashMap<String, String>, String) {
 async fn check_answers_like_verify() {
     let g = start("127.0.0.1/32");
     let tools = "https://tools.example.com/mcp";
-    let token = g.server.mint(&["--sub", "u1", "--aud", tools, "--name", "octo", "--email", "o@example.com"]);
+    let token = g.server.mint(&["--sub", "u1", "--aud", tools, "--name", "Zoë", "--email", "o@example.com"]);
     let bearer = format!("Bearer {token}");
 
     // Allowed: OK, the identity headers overwrite whatever the client sent, the token is removed.
@@ -96,7 +96,7 @@ async fn check_answers_like_verify() {
         })
         .collect();
     assert_eq!(set["x-user-id"], "u1");
-    assert_eq!(set["x-user-name"], "octo");
+    assert_eq!(set["x-user-name"], "Zoë", "a UTF-8 name goes through as it is");
     assert_eq!(set["x-user-email"], "o@example.com");
     assert_eq!(set["x-client-id"], "mcp-authd-cli");
     assert_eq!(set["x-scope"], "mcp");

@@ -70,8 +70,8 @@ impl Answers {
     /// The identity headers of a verified token.
     // SECURITY: every identity header is set, empty when unknown, so a value a client sent under
     // the same name can never pass for ours.
-    pub fn identity<'a>(&'a self, v: &'a Verified) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
-        self.names.iter().zip(&v.headers)
+    pub fn identity<'a>(&'a self, v: &'a Verified) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> {
+        self.names.iter().enumerate().map(|(i, name)| (name, v.header_value(i)))
     }
 
     /// The configured identity header names.

@@ -68,7 +68,8 @@ impl ExtAuthz {
                 let mut ok = OkHttpResponseBuilder::new();
                 if let Some(v) = identity {
                     for (name, value) in self.answers.identity(&v) {
-                        let value = value.to_str().unwrap_or_default();
+                        // UTF-8 as it came in the token (to_str would blank a non-ASCII name).
+                        let value = std::str::from_utf8(value.as_bytes()).unwrap_or_default();
                         ok.add_header(name.as_str(), value, Some(HeaderAppendAction::OverwriteIfExistsOrAdd), true);
                     }
                 }

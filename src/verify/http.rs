@@ -178,7 +178,7 @@ pub fn respond(
             let mut res = HttpResponse::Ok();
             if let Some(v) = identity {
                 for (name, value) in answers.identity(&v) {
-                    res.insert_header((name.clone(), value.clone()));
+                    res.insert_header((name.clone(), value));
                 }
                 if answers.forward_token()
                     && let Some(auth) = authorization

@@ -104,10 +104,12 @@ pub struct Verified {
     pub sid: Box<str>,
     /// `groups`.
     pub groups: Box<[Box<str>]>,
-    /// Values of the identity headers, in the order user id (`sub`), user name, user e-mail,
-    /// client id, scope (the names are configured, see [`answer::Answers`]). They are the
-    /// source of those claims for the decision too.
-    pub headers: [HeaderValue; 5],
+    /// Values of the identity headers back to back, in the order user id (`sub`), user name,
+    /// user e-mail, client id, scope (the names are configured, see [`answer::Answers`]); value
+    /// `i` ends at `ends[i]`. They are the source of those claims for the decision too. One
+    /// buffer and five offsets, not five header values: 10,000 cached tokens, 1.7 MiB less.
+    values: actix_web::web::Bytes,
+    ends: [u16; 5],
     /// Whether the token named the user (else the name header repeats `sub`).
     has_name: bool,
     /// Whether it was judged against a current revocation set (see `verify.outage_grace`).
@@ -115,9 +117,19 @@ pub struct Verified {
 }
 
 impl Verified {
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { usize::from(self.ends[i - 1]) };
+        start..usize::from(self.ends[i])
+    }
     fn header(&self, i: usize) -> &str {
-        // Header values were built from UTF-8 strings (non-ASCII bytes are allowed in them).
-        std::str::from_utf8(self.headers[i].as_bytes()).unwrap_or("")
+        // The values were built from UTF-8 strings (non-ASCII bytes are allowed in headers).
+        std::str::from_utf8(&self.values[self.range(i)]).unwrap_or("")
+    }
+    /// Identity header value `i` (see `values`), sharing the buffer.
+    pub fn header_value(&self, i: usize) -> HeaderValue {
+        // Checked when built: every value can be a header value.
+        HeaderValue::from_maybe_shared(self.values.slice(self.range(i)))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
     /// `sub`.
     pub fn sub(&self) -> &str {
@@ -160,15 +172,19 @@ impl Verified {
             claims.client_id.as_str(),
             claims.scope.as_str(),
         ];
-        let buf = actix_web::web::Bytes::from(parts.concat());
-        let mut at = 0;
-        let headers = parts.map(|p| {
-            let slice = buf.slice(at..at + p.len());
+        // SECURITY: a value that cannot be a header (control characters) becomes empty, and
+        // every decision below reads the values as they will be sent. (So does a token whose
+        // values would not fit in 64 KiB, which no header would carry.)
+        let parts = parts.map(|p| if HeaderValue::from_str(p).is_ok() { p } else { "" });
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let parts = if total <= usize::from(u16::MAX) { parts } else { [""; 5] };
+        let mut ends = [0u16; 5];
+        let mut at = 0usize;
+        for (i, p) in parts.iter().enumerate() {
             at += p.len();
-            // SECURITY: a value that cannot be a header (control characters) becomes empty, and
-            // every decision below reads the values as they will be sent.
-            HeaderValue::from_maybe_shared(slice).unwrap_or_else(|_| HeaderValue::from_static(""))
-        });
+            ends[i] = u16::try_from(at).unwrap_or(u16::MAX);
+        }
+        let values = actix_web::web::Bytes::from(parts.concat());
         Self {
             exp: claims.exp,
             iat: claims.iat,
@@ -176,7 +192,8 @@ impl Verified {
             jti: claims.jti.into(),
             sid: claims.sid.into(),
             groups: claims.groups.into_iter().map(Into::into).collect(),
-            headers,
+            values,
+            ends,
             has_name: claims.preferred_username.is_some(),
             judged: AtomicBool::new(false),
         }
