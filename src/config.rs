@@ -340,7 +340,7 @@ pub struct VerifyConfig {
     /// Pass the client's `Authorization` header on to the backend (`Authorization` response
     /// header of /verify). Off by default: the MCP server should not see the user's token.
     pub forward_token: bool,
-    /// Most verified tokens kept in memory (about 1.5 KiB each).
+    /// Most verified tokens kept in memory (about 1 KiB each).
     pub cache_capacity: u64,
     /// Header names of the identity handed to the backend.
     pub headers: IdentityHeaders,
