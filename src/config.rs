@@ -94,6 +94,9 @@ pub struct ServerConfig {
     /// The operator's Unix socket (`mcp-authd clients`, `mcp-authd tokens`), relative to
     /// `data_dir` unless absolute; mode 0600. Empty = none.
     pub admin_socket: String,
+    /// Seconds in-flight requests get to finish after SIGTERM (new connections are refused at
+    /// once and `/ready` answers 503); then the process exits.
+    pub shutdown_grace: u64,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             workers: 0,
             admin_socket: "admin.sock".into(),
+            shutdown_grace: 30,
         }
     }
 }
@@ -674,6 +678,9 @@ impl Config {
             && !Url::parse(&self.verify.login_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             p.push(format!("{}: {:?} is not an http(s) URL", setting("verify.login_url"), self.verify.login_url));
+        }
+        if self.server.shutdown_grace > 3600 {
+            p.push(format!("{}: at most 3600 seconds", setting("server.shutdown_grace")));
         }
         if self.verify.outage_grace > 3600 {
             p.push(format!(

@@ -274,6 +274,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let bind = config.server.bind.clone();
+    let grace = config.server.shutdown_grace;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -332,7 +333,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .configure(http::configure)
     })
     .workers(workers)
-    .shutdown_timeout(30)
+    .shutdown_timeout(grace)
     .disable_signals()
     .bind(&bind)
     .with_context(|| format!("binding {bind}"))?

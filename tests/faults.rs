@@ -8,6 +8,8 @@
 //!   embedded store, three times: every acknowledged write is there after each restart.
 //! - The upstream identity provider down, silent or answering garbage: the client gets an RFC
 //!   6749 §4.1.2.1 error redirect (with `state` and `iss`) within the outbound timeout.
+//! - SIGTERM: in-flight requests finish, new connections are refused at once, the process exits
+//!   0, and not later than `server.shutdown_grace` however long a request would take.
 //!
 //! The figures (requests by status in each phase, time to detect and to recover) are printed for
 //! the record; what is asserted is behaviour, not speed.
@@ -389,6 +391,8 @@ enum Trouble {
     Silent,
     /// Answers 200 with something that is not what was asked for.
     Garbage,
+    /// Answers garbage, but only after this long.
+    Slow(Duration),
 }
 
 /// Starts `trouble` on a loopback port; the base URL.
@@ -405,9 +409,14 @@ fn troubled(trouble: Trouble) -> String {
                 }
             });
         }
-        Trouble::Garbage => {
+        Trouble::Garbage | Trouble::Slow(_) => {
+            let delay = match trouble {
+                Trouble::Slow(d) => d,
+                _ => Duration::ZERO,
+            };
             std::thread::spawn(move || {
                 for mut conn in listener.incoming().flatten() {
+                    std::thread::sleep(delay);
                     let mut buf = [0u8; 4096];
                     let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
                     let _ = conn.read(&mut buf);
@@ -424,9 +433,9 @@ fn troubled(trouble: Trouble) -> String {
     base
 }
 
-/// A GitHub login for a public client, up to the provider sending the browser back to the
-/// callback; the callback's answer and how long it took.
-async fn login_through(s: &Server) -> (reqwest::Response, Duration) {
+/// A GitHub login for a public client, up to the provider sending the browser back: the
+/// callback URL and the browser's cookie.
+async fn up_to_the_callback(s: &Server) -> (String, String) {
     let client = register_public(s).await;
     let p = pkce();
     let http = http();
@@ -438,6 +447,12 @@ async fn login_through(s: &Server) -> (reqwest::Response, Duration) {
     assert_eq!(res.status(), StatusCode::FOUND);
     let callback = location(&res);
     assert!(callback.starts_with(&s.url("/callback/github?")), "{callback}");
+    (callback, cookie)
+}
+
+/// [`up_to_the_callback`], then the callback: its answer and how long it took.
+async fn login_through(s: &Server) -> (reqwest::Response, Duration) {
+    let (callback, cookie) = up_to_the_callback(s).await;
     let start = Instant::now();
     let res = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -498,4 +513,66 @@ async fn an_identity_provider_down_silent_or_answering_garbage_gets_the_client_a
         ),
         idp_case("garbage user API", None, Some(format!("{gh_api_garbage}/api/v3"))),
     );
+}
+
+/// SIGTERM: a request in flight (a callback waiting 2 s on a slow identity provider) gets its
+/// whole answer, new connections are refused at once, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_cleanly() {
+    let gh = GithubStandIn::start(GhUser { id: 1, login: "octocat".into(), email: None, orgs: vec![] });
+    let slow = format!("{}/login/oauth/access_token", troubled(Trouble::Slow(Duration::from_secs(2))));
+    let config = gh.config("").replace(&format!("{}/login/oauth/access_token", gh.base), &slow);
+    let mut s = Server::start_with(Options { toml: config, no_local_users: true, ..Options::default() });
+    let (callback, cookie) = up_to_the_callback(&s).await;
+    let inflight = tokio::spawn(async move { bounded().get(callback).header("cookie", cookie).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!inflight.is_finished(), "the callback waits on the identity provider");
+
+    let signalled = Instant::now();
+    s.terminate();
+    // New connections are refused while the callback is still being answered.
+    while std::net::TcpStream::connect(("127.0.0.1", s.port)).is_ok() {
+        assert!(signalled.elapsed() < Duration::from_secs(1), "still accepting 1 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!inflight.is_finished(), "refusing new connections before the in-flight request is done");
+    let refused_after = signalled.elapsed();
+
+    let res = inflight.await.unwrap().expect("the in-flight request is answered, not cut off");
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let back = location(&res);
+    assert!(back.starts_with(REDIRECT) && back.contains("error=server_error"), "{back}");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = s.wait_exit(Duration::from_secs(35));
+        (status, s)
+    })
+    .await
+    .unwrap();
+    eprintln!("SIGTERM: new connections refused after {refused_after:?}, exit after {:?}", signalled.elapsed());
+    assert!(status.0.success(), "exit status {:?}:\n{}", status.0, status.1.logs());
+}
+
+/// SIGTERM with a request that outlives `server.shutdown_grace`: the process does not wait for
+/// it past the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_does_not_wait_past_the_grace_period() {
+    let gh = GithubStandIn::start(GhUser { id: 1, login: "octocat".into(), email: None, orgs: vec![] });
+    let slow = format!("{}/login/oauth/access_token", troubled(Trouble::Silent));
+    let config = gh.config("").replace(&format!("{}/login/oauth/access_token", gh.base), &slow);
+    let mut s = Server::start_with(Options {
+        toml: config,
+        no_local_users: true,
+        env: vec![("MCP_AUTHD__SERVER__SHUTDOWN_GRACE".into(), "1".into())],
+        ..Options::default()
+    });
+    let (callback, cookie) = up_to_the_callback(&s).await;
+    let inflight = tokio::spawn(async move { bounded().get(callback).header("cookie", cookie).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    s.terminate();
+    let status = tokio::task::spawn_blocking(move || s.wait_exit(Duration::from_secs(10))).await.unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM with a 1 s grace");
+    assert!(inflight.await.unwrap().is_err(), "the request past the grace is cut off");
 }

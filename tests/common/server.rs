@@ -156,6 +156,28 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM (a graceful stop) and returns at once.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    }
+
+    /// Waits for the process to exit (after [`Server::terminate`]), at most `limit`; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("mcp-authd did not exit within {limit:?}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills with SIGKILL (a crash: no shutdown, nothing flushed) and waits for the exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
