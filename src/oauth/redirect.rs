@@ -79,16 +79,48 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
     if !p.username().is_empty() || p.password().is_some() {
         return None;
     }
+    // SECURITY: the same characters but for the port, not merely the same URL once parsed
+    // (`http://127.0` and `http://127.0.0:` are one address to a URL parser; found by fuzzing).
+    let presented = without_port(presented)?;
     registered.iter().map(String::as_str).find(|r| {
-        Url::parse(r).is_ok_and(|r| {
-            r.scheme() == "http" && r.host_str() == p.host_str() && r.path() == p.path() && r.query() == p.query()
-        })
+        Url::parse(r).is_ok_and(|u| u.scheme() == "http" && u.host_str().is_some_and(is_loopback_host))
+            && without_port(r).is_some_and(|r| r == presented)
     })
+}
+
+/// `uri` without the port of its authority (`http://127.0.0.1:8080/cb` → `http://127.0.0.1/cb`).
+pub fn without_port(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') && authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            &authority[..i]
+        }
+        _ => authority,
+    };
+    Some(format!("{scheme}://{host}{tail}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_uris_match_but_for_the_port_only() {
+        let reg =
+            vec!["http://127.0.0.1:33418/cb".to_owned(), "http://[::1]/cb".to_owned(), "http://127.0.0:".to_owned()];
+        assert_eq!(find_match(&reg, "http://127.0.0.1:50000/cb"), Some("http://127.0.0.1:33418/cb"));
+        assert_eq!(find_match(&reg, "http://127.0.0.1/cb"), Some("http://127.0.0.1:33418/cb"));
+        assert_eq!(find_match(&reg, "http://[::1]:8080/cb"), Some("http://[::1]/cb"));
+        // Found by fuzzing: one address to a URL parser, not the registered characters.
+        assert_eq!(find_match(&reg, "http://127.0"), None);
+        assert_eq!(find_match(&reg, "http://127.1:33418/cb"), None);
+        assert_eq!(find_match(&reg, "http://127.0.0.1:50000/cb/"), None);
+        assert_eq!(find_match(&reg, "http://127.0.0.1:50000/CB"), None);
+        assert_eq!(without_port("http://[::1]:8080/x?y"), Some("http://[::1]/x?y".to_owned()));
+        assert_eq!(without_port("http://[::1]/x"), Some("http://[::1]/x".to_owned()));
+    }
 
     #[test]
     fn registration_rules() {
