@@ -75,7 +75,7 @@ enum Command {
         #[arg(long)]
         scope: Option<String>,
         /// A registered device-code client to use; a public one is registered when omitted.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: Option<String>,
         /// Print the whole token response (JSON: refresh token, expiry, scope).
         #[arg(long)]
@@ -92,9 +92,16 @@ enum ClientsCommand {
         json: bool,
     },
     /// One client's metadata (JSON).
-    Show { client_id: String },
+    Show {
+        /// Client ids are random and may start with '-'.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Delete a client and revoke its tokens.
-    Delete { client_id: String },
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,10 +111,10 @@ enum TokensCommand {
     #[command(group(clap::ArgGroup::new("whose").required(true).args(["user", "client"])))]
     Revoke {
         /// The user: its id (`sub`, the X-User-Id header), e.g. `local:alice` or a GitHub user id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
         /// The client (`client_id`).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client: Option<String>,
     },
 }
@@ -138,7 +145,7 @@ enum TokenCommand {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
         /// Client id recorded in the token.
-        #[arg(long, default_value = "mcp-authd-cli")]
+        #[arg(long, default_value = "mcp-authd-cli", allow_hyphen_values = true)]
         client_id: String,
         /// User name recorded in the token.
         #[arg(long)]

@@ -93,6 +93,12 @@ async fn operator_commands(s: &Server) {
     ok(mcp_authd(&config, &["tokens", "revoke", "--client", &keep.id]));
     assert_eq!(verify(s, fresh["access_token"].as_str(), RESOURCE).await.status(), StatusCode::UNAUTHORIZED);
 
+    // Client ids are random and may start with '-': taken as ids, not options.
+    let out = mcp_authd(&config, &["clients", "show", "-Xnot-a-flag"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no client"), "{out:?}");
+    let out = mcp_authd(&config, &["tokens", "revoke", "--client", "-Xnot-a-flag"]);
+    assert!(out.status.success(), "{out:?}");
+
     // Exactly one of the two.
     let neither = mcp_authd(&config, &["tokens", "revoke"]);
     assert!(!neither.status.success());
