@@ -530,11 +530,12 @@ fn setting(key: &str) -> String {
     format!("{key} ({ENV_PREFIX}__{})", key.replace('.', "__").to_uppercase())
 }
 
-fn read_secret_file(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SecretString> {
+/// Reads a `*_file` secret; `name` is how problems name the setting.
+fn read_secret_file(path: &Path, name: &str, problems: &mut Vec<String>) -> Option<SecretString> {
     match std::fs::read_to_string(path) {
         Ok(s) => Some(SecretString::new(s.trim_end_matches(['\r', '\n']))),
         Err(e) => {
-            problems.push(format!("{}: cannot read {}: {e}", setting(key), path.display()));
+            problems.push(format!("{name}: cannot read {}: {e}", path.display()));
             None
         }
     }
@@ -581,7 +582,7 @@ impl Config {
         ];
         for (file, value, key) in pairs {
             if let Some(path) = file
-                && let Some(secret) = read_secret_file(path, key, &mut problems)
+                && let Some(secret) = read_secret_file(path, &setting(key), &mut problems)
             {
                 *value = secret;
             }
