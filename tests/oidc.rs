@@ -210,7 +210,7 @@ async fn refused(s: &Server, p: &OidcProvider, client: &Registered, mode: &str) 
 }
 
 #[tokio::test]
-async fn id_tokens_with_wrong_nonce_signature_key_or_audience_are_refused() {
+async fn id_tokens_with_wrong_nonce_signature_key_or_audience_and_mixed_up_issuers_are_refused() {
     let (p, s) = servers(&["corp"], ProviderOptions::default(), |p| {
         // An hour between JWKS refetches: a made-up kid must not make us fetch again.
         corp(p, "jwks_refresh_secs = 3600")
@@ -226,6 +226,7 @@ async fn id_tokens_with_wrong_nonce_signature_key_or_audience_are_refused() {
         ("foreign-key", "Signature verification failed"),
         ("audience", "Invalid audiences"),
         ("unknown-kid", "signed with an unknown key"),
+        ("iss", "the authorization response came from issuer \"https://idp.attacker.example\""),
     ] {
         refused(&s, &p, &client, mode).await;
         let logs = s.logs();

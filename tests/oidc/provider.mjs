@@ -16,6 +16,7 @@
 //   foreign-key  re-sign the ID token with another key under the published kid
 //   unknown-kid  re-sign the ID token with another key under a kid nobody published
 //   audience     re-sign the ID token (with the real key) for another audience
+//   iss          name another issuer in the RFC 9207 `iss` of the authorization response
 // GET /__test/stats answers {"jwks_fetches": n}.
 
 import { pathToFileURL } from 'node:url';
@@ -122,6 +123,12 @@ provider.use(async (ctx, next) => {
     ctx.query = { ...ctx.query, nonce: 'a-nonce-mcp-authd-never-sent' };
   }
   await next();
+  const location = ctx.response.get('location');
+  if (tamper === 'iss' && location && location.includes('iss=')) {
+    const url = new URL(location);
+    url.searchParams.set('iss', 'https://idp.attacker.example');
+    ctx.response.set('location', url.href);
+  }
   if (ctx.path === '/token' && ctx.status === 200 && ctx.body && ctx.body.id_token) {
     const t = ctx.body.id_token;
     if (tamper === 'signature') {
