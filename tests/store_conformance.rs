@@ -77,6 +77,7 @@ fn pending() -> PendingAuthorization {
         browser_binding: "YmluZGluZw".into(),
         provider: Some("github".into()),
         upstream_verifier: None,
+        upstream_nonce: None,
         device: Some("ZGV2aWNlLWRpZ2VzdA".into()),
         user: Some(user()),
         auth_time: Some(1_700_000_000),

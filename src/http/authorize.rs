@@ -21,7 +21,7 @@ use crate::oauth::authorize::{self, AuthorizeError, error_redirect};
 use crate::oauth::params::Params;
 use crate::oauth::secret::{constant_time_eq, digest, random_token};
 use crate::store::PendingAuthorization;
-use crate::upstream::{IdentityProvider, UpstreamError};
+use crate::upstream::{IdentityProvider, UpstreamError, UpstreamLogin};
 
 /// The browser-binding cookie.
 const COOKIE: &str = "mcp_authd_login";
@@ -72,18 +72,34 @@ fn callback_url(app: &AppState, provider: &str) -> String {
     format!("{}/callback/{provider}", app.config.base_url())
 }
 
-/// Sends the browser to a redirect provider, remembering its PKCE verifier.
-fn upstream_redirect(
+/// Where to send the browser for a redirect provider, remembering the upstream PKCE verifier
+/// and nonce in the parked request. A provider that cannot be reached gives an error page
+/// (the user may go back and pick another way to sign in).
+async fn upstream_redirect(
     app: &AppState,
     pending: &mut PendingAuthorization,
     provider: &dyn IdentityProvider,
     id: &str,
-) -> String {
-    let verifier = random_token(32);
-    let url = provider.authorize_url(&callback_url(app, provider.id()), id, &verifier);
+) -> Result<String, HttpResponse> {
+    let (verifier, nonce) = (random_token(32), random_token(32));
+    let callback = callback_url(app, provider.id());
+    let login = UpstreamLogin { callback: &callback, state: id, pkce_verifier: &verifier, nonce: &nonce };
+    let url = provider.authorize_url(&login).await.map_err(|e| {
+        tracing::warn!(auth = "error", provider = provider.id(), reason = %e, "identity provider unavailable");
+        provider_down(provider)
+    })?;
     pending.provider = Some(provider.id().to_owned());
     pending.upstream_verifier = Some(verifier);
-    url
+    pending.upstream_nonce = Some(nonce);
+    Ok(url)
+}
+
+/// The page shown when a provider cannot be reached or answers garbage.
+fn provider_down(provider: &dyn IdentityProvider) -> HttpResponse {
+    page::error(
+        502,
+        &format!("{} cannot be reached right now. Try again in a moment, or sign in another way.", provider.label()),
+    )
 }
 
 /// `GET /authorize`: validates, parks the request, and sends the browser to log in.
@@ -117,10 +133,13 @@ pub(super) async fn go_log_in(
         return page::error(503, "No login method is configured on this server.");
     }
     let id = random_token(32);
-    let next = match (app.upstreams.local.is_empty(), app.upstreams.redirect.as_slice()) {
-        // One way to log in, and it is a redirect: go straight there.
-        (true, [only]) => upstream_redirect(app, &mut pending, only.as_ref(), &id),
-        _ => format!("{}/login?session={id}", app.config.base_url()),
+    let next = match app.upstreams.direct() {
+        // The default provider, or the one way to log in: go straight there.
+        Some(provider) => match upstream_redirect(app, &mut pending, provider, &id).await {
+            Ok(url) => url,
+            Err(page) => return page,
+        },
+        None => format!("{}/login?session={id}", app.config.base_url()),
     };
     if let Err(e) = app.store.put_pending(&id, &pending, login_ttl(app)).await {
         return respond_error(Error::from(e).into());
@@ -185,14 +204,21 @@ async fn login_page(
             escape(session)
         ));
     }
-    for p in &app.upstreams.redirect {
+    if !app.upstreams.redirect.is_empty() {
+        let heading = if app.upstreams.local.is_empty() { "Sign in with" } else { "Or sign in with" };
         body.push_str(&format!(
-            "<p><a class=\"button\" href=\"{}/login/{}?session={}\">Sign in with {}</a></p>",
-            escape(base),
-            escape(p.id()),
-            escape(session),
-            escape(p.label())
+            "<nav aria-labelledby=\"providers\"><h2 id=\"providers\">{heading}</h2><ul class=\"providers\">"
         ));
+        for p in &app.upstreams.redirect {
+            body.push_str(&format!(
+                "<li><a class=\"button\" href=\"{}/login/{}?session={}\">{}</a></li>",
+                escape(base),
+                escape(p.id()),
+                escape(session),
+                escape(p.label())
+            ));
+        }
+        body.push_str("</ul></nav>");
     }
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     page::render(status, "Sign in", &body)
@@ -253,7 +279,10 @@ pub async fn get_login_provider(app: web::Data<AppState>, req: HttpRequest, path
         Ok(p) => p,
         Err(res) => return res,
     };
-    let url = upstream_redirect(&app, &mut pending, provider, session);
+    let url = match upstream_redirect(&app, &mut pending, provider, session).await {
+        Ok(url) => url,
+        Err(page) => return page,
+    };
     if let Err(e) = app.store.put_pending(session, &pending, login_ttl(&app)).await {
         return respond_error(Error::from(e).into());
     }
@@ -299,7 +328,14 @@ pub async fn get_callback(app: web::Data<AppState>, req: HttpRequest) -> HttpRes
     let (Some(code), Some(verifier)) = (q.get("code"), pending.upstream_verifier.as_deref()) else {
         return back(ErrorCode::ServerError, "the identity provider returned no code");
     };
-    match provider.exchange(&callback_url(&app, provider.id()), code, verifier).await {
+    let callback = callback_url(&app, provider.id());
+    let login = UpstreamLogin {
+        callback: &callback,
+        state,
+        pkce_verifier: verifier,
+        nonce: pending.upstream_nonce.as_deref().unwrap_or(""),
+    };
+    match provider.exchange(&login, code, q.get("iss")).await {
         Ok(user) => match authorize::complete(&app, pending, user).await {
             Ok(location) => found(&location),
             Err(e) => respond_error(e),

@@ -156,6 +156,7 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
         browser_binding: String::new(),
         provider: None,
         upstream_verifier: None,
+        upstream_nonce: None,
         device: None,
         user: None,
         auth_time: None,

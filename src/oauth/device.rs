@@ -208,6 +208,7 @@ pub fn pending_login(hash: String, rec: &DeviceRecord) -> PendingAuthorization {
         browser_binding: String::new(),
         provider: None,
         upstream_verifier: None,
+        upstream_nonce: None,
         device: Some(hash),
         user: None,
         auth_time: None,

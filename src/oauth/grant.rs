@@ -214,6 +214,14 @@ async fn refresh(app: &AppState, client: &crate::store::ClientRecord, params: &P
         Some(false) => {}
     }
     check_resource(params, &record.resource)?;
+    if let Err(why) = still_allowed(app, &record.user, &record.resource) {
+        // The user was allowed at login but no longer is (the configuration changed, or the
+        // user's provider was removed): end the whole login, its access tokens included.
+        revoke_family(app, &record.family_id).await?;
+        tracing::info!(audit = "refresh_denied", auth = "failure", client_id = %client.client_id, sub = %record.user.id,
+            user = %record.user.name, provider = %record.user.provider, reason = %why, "user no longer allowed; login revoked");
+        return Err(Error::invalid_grant("the user is no longer allowed to use this server; sign in again"));
+    }
     let scope =
         scope::narrow(params.get("scope"), &record.scope).map_err(|e| Error::oauth(ErrorCode::InvalidScope, e))?;
     issue(
@@ -253,6 +261,22 @@ async fn refresh_reused(app: &AppState, client_id: &str, record: &RefreshRecord)
     app.metrics.refresh_reuse();
     tracing::warn!(audit = "refresh_reuse", auth = "failure", client_id = %client_id, sub = %record.user.id, "refresh token reused; family revoked");
     Error::invalid_grant("refresh token was already used; this login is revoked")
+}
+
+/// The allow-lists again, as configured now, at a refresh: the global `oauth.allowed_users`,
+/// the user's provider (still configured, and its allow-lists), and the resource's user policy.
+/// Judged on the identity captured at login: no call upstream (GitHub organisations or IdP
+/// groups that changed upstream count from the next login; see the README).
+fn still_allowed(app: &AppState, user: &User, resource: &str) -> Result<(), String> {
+    if !crate::upstream::listed(&app.config.oauth.allowed_users, user) {
+        return Err("not on oauth.allowed_users".into());
+    }
+    app.upstreams.still_allowed(user)?;
+    let policy = app.verifier.resources().by_url(resource);
+    if policy.is_some_and(|r| !r.allows(&user.id, Some(&user.name), user.email.as_deref(), &user.groups)) {
+        return Err(format!("not allowed by the policy of {resource}"));
+    }
+    Ok(())
 }
 
 /// Revokes every token of a grant family (kept as long as a refresh token of it could live).

@@ -94,6 +94,9 @@ pub struct PendingAuthorization {
     /// Upstream PKCE verifier (the upstream leg uses PKCE too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_verifier: Option<String>,
+    /// OpenID Connect nonce sent upstream; the ID token must carry it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_nonce: Option<String>,
     /// RFC 8628: the digest of the device code this login approves or denies (then there is no
     /// redirect URI, and the login ends on a confirmation page instead of with a code).
     #[serde(default, skip_serializing_if = "Option::is_none")]

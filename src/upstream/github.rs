@@ -11,12 +11,9 @@ use oauth2::{
 };
 use serde::Deserialize;
 
-use super::{IdentityProvider, UpstreamError, listed};
+use super::{IdentityProvider, UpstreamError, UpstreamLogin, listed, read_bounded, send};
 use crate::config::GithubConfig;
 use crate::store::User;
-
-/// Largest API response read (bytes).
-const MAX_RESPONSE: usize = 1 << 20;
 
 /// The GitHub provider.
 pub struct GithubProvider {
@@ -44,37 +41,6 @@ struct GithubEmail {
 #[derive(Deserialize)]
 struct GithubOrg {
     login: String,
-}
-
-/// Outbound HTTP failure, as the `oauth2` crate's client closure needs an error type.
-#[derive(Debug, thiserror::Error)]
-enum HttpError {
-    #[error(transparent)]
-    Reqwest(#[from] reqwest::Error),
-    #[error("response too large or malformed")]
-    Response,
-}
-
-/// Runs one `oauth2` request on our reqwest client (size-bounded).
-async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
-    let res = http.execute(reqwest::Request::try_from(req)?).await?;
-    let mut builder = oauth2::http::Response::builder().status(res.status());
-    for (name, value) in res.headers() {
-        builder = builder.header(name, value);
-    }
-    let body = read_bounded(res).await.ok_or(HttpError::Response)?;
-    builder.body(body).map_err(|_| HttpError::Response)
-}
-
-async fn read_bounded(mut res: reqwest::Response) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.ok()? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_RESPONSE {
-            return None;
-        }
-    }
-    Some(body)
 }
 
 impl GithubProvider {
@@ -118,7 +84,7 @@ impl GithubProvider {
 
 #[async_trait]
 impl IdentityProvider for GithubProvider {
-    fn id(&self) -> &'static str {
+    fn id(&self) -> &str {
         "github"
     }
 
@@ -126,14 +92,15 @@ impl IdentityProvider for GithubProvider {
         "GitHub"
     }
 
-    fn authorize_url(&self, callback: &str, state: &str, pkce_verifier: &str) -> String {
+    async fn authorize_url(&self, login: &UpstreamLogin<'_>) -> Result<String, UpstreamError> {
         let (Ok(auth), Ok(redirect)) =
-            (AuthUrl::new(self.cfg.authorize_url.clone()), RedirectUrl::new(callback.to_owned()))
+            (AuthUrl::new(self.cfg.authorize_url.clone()), RedirectUrl::new(login.callback.to_owned()))
         else {
-            return self.cfg.authorize_url.clone();
+            return Err(UpstreamError::Failed("GitHub URLs are misconfigured".into()));
         };
-        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(pkce_verifier.to_owned()));
-        let state = state.to_owned();
+        let challenge =
+            PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(login.pkce_verifier.to_owned()));
+        let state = login.state.to_owned();
         let (url, _) = BasicClient::new(ClientId::new(self.cfg.client_id.clone()))
             .set_auth_uri(auth)
             .set_redirect_uri(redirect)
@@ -141,10 +108,11 @@ impl IdentityProvider for GithubProvider {
             .add_scopes(self.scopes().into_iter().map(Scope::new))
             .set_pkce_challenge(challenge)
             .url();
-        url.into()
+        Ok(url.into())
     }
 
-    async fn exchange(&self, callback: &str, code: &str, pkce_verifier: &str) -> Result<User, UpstreamError> {
+    async fn exchange(&self, login: &UpstreamLogin<'_>, code: &str, _iss: Option<&str>) -> Result<User, UpstreamError> {
+        let (callback, pkce_verifier) = (login.callback, login.pkce_verifier);
         let bad_config = |_| UpstreamError::Failed("GitHub URLs are misconfigured".into());
         let client = BasicClient::new(ClientId::new(self.cfg.client_id.clone()))
             .set_client_secret(ClientSecret::new(self.cfg.client_secret.expose().to_owned()))
@@ -155,7 +123,7 @@ impl IdentityProvider for GithubProvider {
         // The future owns its client handle (a borrowed one trips the async-trait Send bound).
         let http = |req| {
             let client = self.http.clone();
-            async move { send(&client, req).await }
+            async move { send(&client, req, None).await }
         };
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -181,22 +149,25 @@ impl IdentityProvider for GithubProvider {
                 user.email = emails.into_iter().find(|e| e.primary && e.verified).map(|e| e.email);
             }
         }
-        // Allowed when no list is set, or when on either list that is set.
-        let (users, orgs) = (&self.cfg.allowed_users, &self.cfg.allowed_orgs);
-        let mut allowed = users.is_empty() && orgs.is_empty();
-        if !allowed && !users.is_empty() {
-            allowed = listed(users, &user);
-        }
         if self.fetch_orgs {
             let member_of: Vec<GithubOrg> = self.api(access, "/user/orgs?per_page=100").await?;
             user.groups = member_of.into_iter().map(|o| o.login).collect();
         }
-        if !allowed && !orgs.is_empty() {
-            allowed = user.groups.iter().any(|g| orgs.iter().any(|a| a.eq_ignore_ascii_case(g)));
-        }
-        if !allowed {
+        if !self.still_allowed(&user) {
             return Err(UpstreamError::Denied(format!("GitHub user {} is not allowed", user.name)));
         }
         Ok(user)
+    }
+
+    /// Allowed when no list is set, or when on either list that is set. At a refresh the
+    /// organisations are those read at login: leaving an organisation on GitHub takes effect at
+    /// the next login, removing one from `allowed_orgs` at the next refresh.
+    fn still_allowed(&self, user: &User) -> bool {
+        let (users, orgs) = (&self.cfg.allowed_users, &self.cfg.allowed_orgs);
+        if users.is_empty() && orgs.is_empty() {
+            return true;
+        }
+        (!users.is_empty() && listed(users, user))
+            || user.groups.iter().any(|g| orgs.iter().any(|a| a.eq_ignore_ascii_case(g)))
     }
 }

@@ -86,6 +86,11 @@ impl LocalUsers {
         self.users.is_empty()
     }
 
+    /// Whether a user of this name is configured (case-insensitive).
+    pub fn contains(&self, username: &str) -> bool {
+        self.users.contains_key(&username.to_lowercase())
+    }
+
     /// Checks a name and password; the user on success.
     pub async fn authenticate(&self, username: &str, password: &str) -> Option<User> {
         let entry = self.users.get(&username.to_lowercase()).cloned();

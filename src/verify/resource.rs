@@ -139,17 +139,22 @@ impl ProtectedResource {
     /// The resource's user policy: no list set lets every user in; otherwise the user must be
     /// on one of the lists that are set.
     pub fn allows_user(&self, claims: &super::Verified) -> bool {
+        self.allows(claims.sub(), claims.name(), claims.email(), &claims.groups)
+    }
+
+    /// [`Self::allows_user`] on the parts of an identity (also used at refresh, on the stored user).
+    pub fn allows<G: AsRef<str>>(&self, sub: &str, name: Option<&str>, email: Option<&str>, groups: &[G]) -> bool {
         if self.allowed_users.is_empty() && self.allowed_orgs.is_empty() && self.allowed_email_domains.is_empty() {
             return true;
         }
         let by_name = self
             .allowed_users
             .iter()
-            .any(|u| u.eq_ignore_ascii_case(claims.sub()) || claims.name().is_some_and(|n| u.eq_ignore_ascii_case(n)));
-        let by_org = self.allowed_orgs.iter().any(|o| claims.groups.iter().any(|g| o.eq_ignore_ascii_case(g)));
+            .any(|u| u.eq_ignore_ascii_case(sub) || name.is_some_and(|n| u.eq_ignore_ascii_case(n)));
+        let by_org = self.allowed_orgs.iter().any(|o| groups.iter().any(|g| o.eq_ignore_ascii_case(g.as_ref())));
         // SECURITY: the whole domain after the last '@', so `example.com` admits neither
         // `evil-example.com` nor `example.com.evil`.
-        let by_domain = claims.email().and_then(|e| e.rsplit_once('@')).is_some_and(|(local, domain)| {
+        let by_domain = email.and_then(|e| e.rsplit_once('@')).is_some_and(|(local, domain)| {
             !local.is_empty() && self.allowed_email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
         });
         by_name || by_org || by_domain
@@ -284,6 +289,12 @@ impl Resources {
             (true, Some(only), None) => Some(only.clone()),
             _ => None,
         }
+    }
+
+    /// The configured resource whose identifier is `url` (an access token's audience).
+    pub fn by_url(&self, url: &str) -> Option<Arc<ProtectedResource>> {
+        let url = url.trim_end_matches('/');
+        self.list.iter().find(|r| r.url == url).cloned()
     }
 
     /// Whether `resource` (an RFC 8707 value from a client) is one this server issues tokens for.

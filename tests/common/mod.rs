@@ -4,6 +4,7 @@
 
 pub mod github;
 pub mod oauth;
+pub mod oidc;
 pub mod proxies;
 pub mod redis;
 pub mod server;

@@ -68,6 +68,9 @@ pub struct Options {
     /// Leave out the two base `[[resources]]` ([`RESOURCE`], [`OTHER_RESOURCE`]): the test
     /// declares its own.
     pub own_resources: bool,
+
+    /// The port to listen on (when a peer must know it beforehand); a free one when `None`.
+    pub port: Option<u16>,
 }
 
 impl Server {
@@ -79,7 +82,7 @@ impl Server {
     /// Starts a server with extra configuration.
     pub fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let base = opts.issuer.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
         let mut toml = format!(
             "[server]\nbind = \"127.0.0.1:{port}\"\nissuer = \"{base}\"\ndata_dir = \"{}\"\n\n",
@@ -217,6 +220,15 @@ impl Server {
             .unwrap();
         assert!(out.status.success(), "token mint failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Replaces `from` (which must occur) by `to` in the configuration file; the change takes
+    /// effect at the next [`Server::restart`], as an operator's edit would.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.dir.path().join("mcp-authd.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        assert!(toml.contains(from), "{from:?} is not in the configuration:\n{toml}");
+        std::fs::write(&path, toml.replace(from, to)).unwrap();
     }
 
     /// The data directory.

