@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::oauth::*;
-use common::proxies::{self, Kind, Upstreams};
+use common::proxies::{self, Kind, Upstreams, start_echo};
 use common::server::{ALICE_PASSWORD, Options, Server, free_port};
 use reqwest::StatusCode;
 
@@ -34,42 +34,6 @@ fn python_client() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// A binary of this workspace, next to the test executable's `deps/` directory.
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join(name);
-    assert!(path.is_file(), "{} is missing: build the workspace first (cargo test --workspace)", path.display());
-    path
-}
-
-/// Kills the child on drop.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_echo(port: u16, public_host: &str) -> Proc {
-    let mut child = Command::new(workspace_bin("mcp-echo"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--allowed-host", public_host])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting mcp-echo");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("mcp-echo exited ({status}) before listening");
-        }
-        assert!(Instant::now() < deadline, "mcp-echo did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc(child)
 }
 
 /// One run of the client in `dir` (its `.env` there), with `stdin` typed in; exit status and

@@ -313,3 +313,39 @@ pub fn validate(kind: Kind) -> Result<(), String> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if out.status.success() && !text.contains("Deprecated") { Ok(()) } else { Err(text) }
 }
+
+/// A child process killed on drop.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A binary of this workspace, next to the test executable's `deps/` directory.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join(name);
+    assert!(path.is_file(), "{} is missing: build the workspace first (cargo test --workspace)", path.display());
+    path
+}
+
+pub fn start_echo(port: u16, public_host: &str) -> Proc {
+    let mut child = Command::new(workspace_bin("mcp-echo"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--allowed-host", public_host])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting mcp-echo");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("mcp-echo exited ({status}) before listening");
+        }
+        assert!(Instant::now() < deadline, "mcp-echo did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(child)
+}
