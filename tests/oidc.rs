@@ -130,7 +130,19 @@ async fn oidc_login_end_to_end_with_identity_headers() {
     // A refresh while still allowed works.
     let (status, rotated) = refresh(&s, &client.id, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
-    assert!(s.logs().contains("OpenID provider discovered"));
+    let logs = s.logs();
+    assert!(logs.contains("OpenID provider discovered"));
+    // No secret in the trace-level log: the client secret (form or Basic header), our code and
+    // tokens, the upstream state and nonce.
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{}", common::oidc::CLIENT_SECRET));
+    let upstream_secrets = [param(&upstream, "state").unwrap(), param(&upstream, "nonce").unwrap()];
+    for secret in [common::oidc::CLIENT_SECRET, &basic, &code, access, tokens["refresh_token"].as_str().unwrap()]
+        .into_iter()
+        .chain(upstream_secrets.iter().map(String::as_str))
+    {
+        assert!(!logs.contains(secret), "a secret appears in the log: {}…", &secret[..6]);
+    }
 }
 
 #[tokio::test]

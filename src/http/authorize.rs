@@ -205,13 +205,11 @@ async fn login_page(
         ));
     }
     if !app.upstreams.redirect.is_empty() {
-        let heading = if app.upstreams.local.is_empty() { "Sign in with" } else { "Or sign in with" };
-        body.push_str(&format!(
-            "<nav aria-labelledby=\"providers\"><h2 id=\"providers\">{heading}</h2><ul class=\"providers\">"
-        ));
+        // One list of links, each naming its provider in full (link purpose without context).
+        body.push_str("<nav aria-label=\"Sign-in providers\"><ul class=\"providers\">");
         for p in &app.upstreams.redirect {
             body.push_str(&format!(
-                "<li><a class=\"button\" href=\"{}/login/{}?session={}\">{}</a></li>",
+                "<li><a class=\"button\" href=\"{}/login/{}?session={}\">Sign in with {}</a></li>",
                 escape(base),
                 escape(p.id()),
                 escape(session),

@@ -24,7 +24,7 @@ pub fn escape(s: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;line-height:1.5;color:#1a1a1a}\
 label{display:block;margin-top:1rem;font-weight:600}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
 button,.button{display:inline-block;margin-top:1.25rem;padding:.6rem 1.2rem;font-size:1rem;background:#1f4fd1;color:#fff;border:0;border-radius:4px;text-decoration:none;cursor:pointer}\
-h2{font-size:1.1rem;margin-top:2rem}.providers{list-style:none;padding:0;margin:0}.providers .button{margin-top:.75rem}\
+.providers{list-style:none;padding:0;margin:0}.providers .button{margin-top:.75rem}\
 .error{color:#a40000;border-left:4px solid #a40000;padding-left:.75rem}.meta{color:#555;font-size:.9rem}";
 
 /// A page with `title` (escaped) and `body` (already-escaped HTML).
