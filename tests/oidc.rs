@@ -180,9 +180,12 @@ async fn sign_in_page_lists_every_provider_escaped_and_userinfo_fills_claims() {
         assert!(url.starts_with(&s.url("/login?session=")), "{url}");
         // Every provider, each a link; the label escaped, never markup.
         assert!(html.contains("name=\"password\""), "the local form");
-        assert!(html.contains(">GitHub</a>"), "{html}");
-        assert!(html.contains(">bare</a>"), "the id when there is no label: {html}");
-        assert!(html.contains(">&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;</a>"), "{html}");
+        assert!(html.contains(">Sign in with GitHub</a>"), "{html}");
+        assert!(html.contains(">Sign in with bare</a>"), "the id when there is no label: {html}");
+        assert!(
+            html.contains(">Sign in with &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;</a>"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"), "{html}");
         let session = param(&url, "session").unwrap();
         let link = format!("{}/login/{id}?session={session}", s.base);
