@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::oauth::*;
-use common::server::{ALICE_PASSWORD, Options, RESOURCE, Server};
+use common::server::{Options, RESOURCE, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -40,42 +40,6 @@ async fn poll(s: &Server, client_id: &str, device_code: &str, secret: Option<&st
     let mut form = vec![("grant_type", DEVICE_GRANT), ("device_code", device_code), ("client_id", client_id)];
     form.extend(secret.map(|s| ("client_secret", s)));
     post_form(s, "/token", &form, None).await
-}
-
-/// The person: opens the verification URL, logs in as alice, and lands on the confirmation page.
-/// Returns (cookie, confirmation session, the page).
-async fn person_logs_in(s: &Server, verification_uri_complete: &str) -> (String, String, String) {
-    let http = http();
-    let res = http.get(verification_uri_complete).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::FOUND, "on to log in");
-    let cookie = cookie_of(&res);
-    let login = location(&res);
-    let session = param(&login, "session").unwrap();
-    let page = http.get(&login).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("connect a device"), "{page}");
-    let res = http
-        .post(s.url("/login"))
-        .header("cookie", &cookie)
-        .form(&[("session", session.as_str()), ("username", "alice"), ("password", ALICE_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let confirm = location(&res);
-    assert!(confirm.starts_with(&s.url("/device/confirm?session=")), "{confirm}");
-    let session = param(&confirm, "session").unwrap();
-    let res = http.get(&confirm).header("cookie", &cookie).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    (cookie, session, res.text().await.unwrap())
-}
-
-async fn decide(s: &Server, cookie: Option<&str>, session: &str, decision: &str) -> (StatusCode, String) {
-    let mut req = http().post(s.url("/device/confirm")).form(&[("session", session), ("decision", decision)]);
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    let res = req.send().await.unwrap();
-    (res.status(), res.text().await.unwrap())
 }
 
 #[tokio::test]

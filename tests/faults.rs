@@ -77,12 +77,7 @@ async fn status_of(req: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 fn verify_req(c: &reqwest::Client, s: &Server, token: &str) -> reqwest::RequestBuilder {
-    c.get(s.url("/verify"))
-        .header("x-forwarded-method", "POST")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "mcp.example.com")
-        .header("x-forwarded-uri", "/mcp")
-        .bearer_auth(token)
+    verify_request(c, &s.url("/verify"), Some(token), RESOURCE)
 }
 
 fn registration() -> Value {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::oauth::*;
 use common::proxies::{self, Kind, Upstreams, start_echo};
-use common::server::{ALICE_PASSWORD, Options, Server, free_port};
+use common::server::{Options, Server, free_port};
 use reqwest::StatusCode;
 
 /// The client's console script, or a panic that says how to install it.
@@ -88,48 +88,17 @@ fn user_code(line: &str) -> Option<String> {
 
 /// A person types `code` at `/device`, logs in as alice and approves.
 async fn approve(s: &Server, code: &str) {
-    let http = http();
-    let res = http.get(s.url("/device")).query(&[("user_code", code)]).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::FOUND, "the code is known: on to log in");
-    let cookie = cookie_of(&res);
-    let login = location(&res);
-    let session = param(&login, "session").unwrap();
-    let res = http
-        .post(s.url("/login"))
-        .header("cookie", &cookie)
-        .form(&[("session", session.as_str()), ("username", "alice"), ("password", ALICE_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let confirm = location(&res);
-    let page = http.get(&confirm).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let typed = format!("{}?user_code={code}", s.url("/device"));
+    let (cookie, session, page) = person_logs_in(s, &typed).await;
     assert!(page.contains("mcp-http-stdio"), "the confirmation names the client: {page}");
-    let session = param(&confirm, "session").unwrap();
-    let res = http
-        .post(s.url("/device/confirm"))
-        .header("cookie", &cookie)
-        .form(&[("session", session.as_str()), ("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let (status, _) = decide(s, Some(&cookie), &session, "approve").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// /verify as the proxy asks it, straight at mcp-authd (it is not routed from outside).
 async fn verify_at(s: &Server, token: &str, resource: &str) -> StatusCode {
-    let url = url::Url::parse(resource).unwrap();
-    http()
-        .get(format!("http://127.0.0.1:{}/verify", s.port))
-        .header("x-forwarded-method", "POST")
-        .header("x-forwarded-proto", url.scheme())
-        .header("x-forwarded-host", url.authority())
-        .header("x-forwarded-uri", url.path())
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    let url = format!("http://127.0.0.1:{}/verify", s.port);
+    verify_request(&http(), &url, Some(token), resource).send().await.unwrap().status()
 }
 
 /// The value of `KEY=value` in the `.env` the client keeps.

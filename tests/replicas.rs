@@ -17,16 +17,7 @@ use reqwest::StatusCode;
 /// /verify at `s` for RESOURCE, as a trusted proxy asks, on one kept-alive client (building a
 /// client per call would cost more than what is measured).
 async fn verify_at(c: &reqwest::Client, s: &Server, token: &str) -> StatusCode {
-    c.get(s.url("/verify"))
-        .header("x-forwarded-method", "POST")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "mcp.example.com")
-        .header("x-forwarded-uri", "/mcp")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    verify_request(c, &s.url("/verify"), Some(token), RESOURCE).send().await.unwrap().status()
 }
 
 /// Polls /verify at `s` until it refuses `token`; returns how long that took.

@@ -225,17 +225,64 @@ pub async fn tokens_for(s: &Server, client: &Registered, resource: &str) -> Valu
 
 /// Asks /verify as a trusted proxy would, for `uri` on the host of `resource`.
 pub async fn verify(s: &Server, token: Option<&str>, resource: &str) -> reqwest::Response {
+    verify_request(&http(), &s.url("/verify"), token, resource).send().await.unwrap()
+}
+
+/// The subrequest a trusted proxy (Traefik's forwardAuth) sends to `verify_url` for a POST to
+/// `resource`, on the caller's client (a kept-alive one when it polls).
+pub fn verify_request(
+    c: &reqwest::Client,
+    verify_url: &str,
+    token: Option<&str>,
+    resource: &str,
+) -> reqwest::RequestBuilder {
     let url = url::Url::parse(resource).unwrap();
-    let mut req = http()
-        .get(s.url("/verify"))
+    let req = c
+        .get(verify_url)
         .header("x-forwarded-method", "POST")
         .header("x-forwarded-proto", url.scheme())
-        .header("x-forwarded-host", url.host_str().unwrap())
+        .header("x-forwarded-host", url.authority())
         .header("x-forwarded-uri", url.path());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
     }
-    req.send().await.unwrap()
+}
+
+/// The person: opens the verification URL, logs in as alice, and lands on the confirmation page.
+/// Returns (cookie, confirmation session, the page).
+pub async fn person_logs_in(s: &Server, verification_uri_complete: &str) -> (String, String, String) {
+    let http = http();
+    let res = http.get(verification_uri_complete).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND, "on to log in");
+    let cookie = cookie_of(&res);
+    let login = location(&res);
+    let session = param(&login, "session").unwrap();
+    let page = http.get(&login).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("connect a device"), "{page}");
+    let res = http
+        .post(s.url("/login"))
+        .header("cookie", &cookie)
+        .form(&[("session", session.as_str()), ("username", "alice"), ("password", ALICE_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let confirm = location(&res);
+    assert!(confirm.starts_with(&s.url("/device/confirm?session=")), "{confirm}");
+    let session = param(&confirm, "session").unwrap();
+    let res = http.get(&confirm).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    (cookie, session, res.text().await.unwrap())
+}
+
+pub async fn decide(s: &Server, cookie: Option<&str>, session: &str, decision: &str) -> (StatusCode, String) {
+    let mut req = http().post(s.url("/device/confirm")).form(&[("session", session), ("decision", decision)]);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
 }
 
 /// The default resource.
