@@ -81,6 +81,10 @@ data_dir = "$dir/data"
 [verify]
 grpc_bind = "127.0.0.1:$gport"
 
+# The load comes from one address: limits would measure 429s.
+[rate_limit]
+enabled = false
+
 [[resources]]
 url = "$RESOURCE"
 

@@ -75,6 +75,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// `[[resources]]`: the protected MCP servers.
     pub resources: Vec<ResourceConfig>,
+    /// `[rate_limit]`: requests per client address (and per client on /token).
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[server]`.
@@ -454,6 +456,49 @@ impl Default for VerifyConfig {
     }
 }
 
+/// `[rate_limit]`: each limit is `<count>/<s|min|h>` (that many at once, then the steady rate)
+/// or `"off"`, per client address (the `X-Forwarded-For` hop before the trusted proxies; IPv6 per
+/// /64). Refusals are `429` with `Retry-After`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `false` lifts every limit (benchmarks, load tests).
+    pub enabled: bool,
+    /// `/register` and `/register/{client_id}`.
+    pub register: String,
+    /// `/authorize`.
+    pub authorize: String,
+    /// `/login`, `/login/{provider}`, `/callback`.
+    pub login: String,
+    /// `/token`, per address.
+    pub token: String,
+    /// `/token`, per `client_id`, whichever address it comes from.
+    pub token_per_client: String,
+    /// `/device_authorization`, `/device`, `/device/confirm`.
+    pub device: String,
+    /// `/revoke` and `/introspect`.
+    pub revoke: String,
+    /// `/verify`, per original client address (from the proxy's `X-Forwarded-For`): off by
+    /// default (the proxy asks for every MCP request). The gRPC `Check` is not limited.
+    pub verify: String,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            register: "30/min".into(),
+            authorize: "60/min".into(),
+            login: "30/min".into(),
+            token: "300/min".into(),
+            token_per_client: "120/min".into(),
+            device: "30/min".into(),
+            revoke: "300/min".into(),
+            verify: "off".into(),
+        }
+    }
+}
+
 /// Names of the identity headers /verify returns.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -769,6 +814,12 @@ impl Config {
         }
         if self.server.shutdown_grace > 3600 {
             p.push(format!("{}: at most 3600 seconds", setting("server.shutdown_grace")));
+        }
+        for bucket in crate::ratelimit::Bucket::ALL {
+            let key = format!("rate_limit.{bucket}");
+            if let Err(e) = crate::ratelimit::Rate::parse(bucket.setting(&self.rate_limit)) {
+                p.push(format!("{}: {e}", setting(&key)));
+            }
         }
         if self.verify.outage_grace > 3600 {
             p.push(format!(

@@ -145,6 +145,10 @@ pub enum Error {
     /// The store could not be reached: 503, the request may be retried.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many requests from this address or for this client: `429 Too Many Requests` with
+    /// `Retry-After` (RFC 6585 §4) and `temporarily_unavailable`, the nearest RFC 6749 code.
+    #[error("rate limited")]
+    RateLimited(crate::ratelimit::RetryAfter),
     /// Anything else; logged, answered as `server_error`.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -173,7 +177,7 @@ impl Error {
         match self {
             Self::OAuth { code, .. } | Self::TokenEndpoint { code, .. } => *code,
             Self::InvalidClient { .. } => ErrorCode::InvalidClient,
-            Self::Store(_) => ErrorCode::TemporarilyUnavailable,
+            Self::Store(_) | Self::RateLimited(_) => ErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => ErrorCode::ServerError,
         }
     }
@@ -185,6 +189,7 @@ impl Error {
             | Self::TokenEndpoint { description, .. }
             | Self::InvalidClient { description, .. } => description.clone(),
             Self::Store(_) => "the authorization server's store is unavailable; retry later".into(),
+            Self::RateLimited(wait) => format!("too many requests; retry in {} s", wait.secs()),
             Self::Internal(_) => "internal error".into(),
         }
     }
@@ -205,6 +210,7 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::TokenEndpoint { .. } => StatusCode::BAD_REQUEST,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => self.code().status(),
         }
     }
@@ -228,6 +234,9 @@ impl ResponseError for Error {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"mcp-authd\", charset=\"UTF-8\""),
             ));
+        }
+        if let Self::RateLimited(wait) = self {
+            res.insert_header((header::RETRY_AFTER, wait.secs()));
         }
         if self.code() == ErrorCode::InvalidToken {
             // RFC 6750 §3.

@@ -13,6 +13,7 @@ pub mod http;
 pub mod jwt;
 pub mod metrics;
 pub mod oauth;
+pub mod ratelimit;
 pub mod store;
 pub mod upstream;
 pub mod verify;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Wrong RFC 8628 user codes per address (lockout).
     pub device_attempts: oauth::device::Attempts,
+    /// Requests per address and per client (`[rate_limit]`).
+    pub limits: Arc<ratelimit::Limits>,
 }
 
 /// Outbound HTTP client for identity providers: rustls, bounded time, no redirects followed.
@@ -77,6 +80,7 @@ impl AppState {
         Ok(Self {
             dialect: Arc::new(Dialect::new(&config)),
             answers: Arc::new(Answers::new(&config)),
+            limits: Arc::new(ratelimit::Limits::new(&config.rate_limit)),
             config: Arc::new(config),
             store,
             keys,

@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::ratelimit::Bucket;
 use crate::verify::Decision;
 
 /// Outcomes of a decision, as the `outcome` label.
@@ -49,6 +50,7 @@ pub struct Metrics {
     latency: [Histogram; 2],
     tokens: [AtomicU64; GRANTS.len()],
     refresh_reuse: AtomicU64,
+    rate_limited: [AtomicU64; Bucket::ALL.len()],
 }
 
 fn outcome(d: &Decision) -> usize {
@@ -87,6 +89,10 @@ impl Metrics {
     /// A rotated refresh token presented again (its family is revoked).
     pub fn refresh_reuse(&self) {
         self.refresh_reuse.fetch_add(1, Relaxed);
+    }
+    /// A request refused by a rate limit.
+    pub fn rate_limited(&self, bucket: Bucket) {
+        self.rate_limited[bucket as usize].fetch_add(1, Relaxed);
     }
     /// The exposition text.
     pub fn render(&self) -> String {
@@ -130,6 +136,12 @@ impl Metrics {
         out.push_str("# HELP mcp_authd_store_errors_total Requests answered 503 because the store failed.\n");
         out.push_str("# TYPE mcp_authd_store_errors_total counter\n");
         let _ = writeln!(out, "mcp_authd_store_errors_total {}", STORE_ERRORS.load(Relaxed));
+        out.push_str("# HELP mcp_authd_rate_limited_total Requests answered 429 by a rate limit, by limit.\n");
+        out.push_str("# TYPE mcp_authd_rate_limited_total counter\n");
+        for b in Bucket::ALL {
+            let n = self.rate_limited[b as usize].load(Relaxed);
+            let _ = writeln!(out, "mcp_authd_rate_limited_total{{limit=\"{b}\"}} {n}");
+        }
         out
     }
 }

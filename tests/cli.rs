@@ -40,6 +40,23 @@ fn check_config_reports_every_problem_with_its_setting() {
 }
 
 #[test]
+fn check_config_reports_bad_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.toml");
+    std::fs::write(&file, "[rate_limit]\nregister = \"30/day\"\ntoken = \"many\"\nverify = \"off\"\n").unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    for needle in [
+        "2 problem(s)",
+        "rate_limit.register (MCP_AUTHD__RATE_LIMIT__REGISTER): \"day\" is not a unit",
+        "rate_limit.token (MCP_AUTHD__RATE_LIMIT__TOKEN): \"many\" is not <count>/<s|min|h>",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn check_config_reads_the_files_serve_would_need() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_key = dir.path().join("not-a-key.pem");

@@ -11,15 +11,20 @@ pub mod token;
 pub mod verify;
 
 use actix_cors::Cors;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use std::rc::Rc;
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 
+use crate::AppState;
 use crate::error::Error;
 use crate::oauth::params::Params;
+use crate::ratelimit::{Bucket, RetryAfter};
 
 /// Largest request body read by any endpoint (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,35 +52,130 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(metadata::get_protected_resource)),
         )
         .service(resource(&["/jwks"]).wrap(cors()).route(web::get().to(metadata::get_jwks)))
-        .service(resource(&["/register"]).wrap(cors()).route(web::post().to(register::post_register)))
+        .service(
+            resource(&["/register"])
+                .wrap(RateLimit(Bucket::Register))
+                .wrap(cors())
+                .route(web::post().to(register::post_register)),
+        )
         .service(
             resource(&["/register/{client_id}"])
+                .wrap(RateLimit(Bucket::Register))
                 .wrap(cors())
                 .route(web::get().to(register::get_client))
                 .route(web::put().to(register::put_client))
                 .route(web::delete().to(register::delete_client)),
         )
-        .service(resource(&["/authorize"]).route(web::get().to(authorize::get_authorize)))
+        .service(
+            resource(&["/authorize"]).wrap(RateLimit(Bucket::Authorize)).route(web::get().to(authorize::get_authorize)),
+        )
         .service(
             resource(&["/login"])
+                .wrap(RateLimit(Bucket::Login))
                 .route(web::get().to(authorize::get_login))
                 .route(web::post().to(authorize::post_login)),
         )
-        .service(resource(&["/login/{provider}"]).route(web::get().to(authorize::get_login_provider)))
-        .service(resource(&["/callback", "/callback/{provider}"]).route(web::get().to(authorize::get_callback)))
-        .service(resource(&["/token"]).wrap(cors()).route(web::post().to(token::post_token)))
         .service(
-            resource(&["/device_authorization"]).wrap(cors()).route(web::post().to(device::post_device_authorization)),
+            resource(&["/login/{provider}"])
+                .wrap(RateLimit(Bucket::Login))
+                .route(web::get().to(authorize::get_login_provider)),
         )
-        .service(resource(&["/device"]).route(web::get().to(device::get_device)))
+        .service(
+            resource(&["/callback", "/callback/{provider}"])
+                .wrap(RateLimit(Bucket::Login))
+                .route(web::get().to(authorize::get_callback)),
+        )
+        .service(
+            resource(&["/token"]).wrap(RateLimit(Bucket::Token)).wrap(cors()).route(web::post().to(token::post_token)),
+        )
+        .service(
+            resource(&["/device_authorization"])
+                .wrap(RateLimit(Bucket::Device))
+                .wrap(cors())
+                .route(web::post().to(device::post_device_authorization)),
+        )
+        .service(resource(&["/device"]).wrap(RateLimit(Bucket::Device)).route(web::get().to(device::get_device)))
         .service(
             resource(&["/device/confirm"])
+                .wrap(RateLimit(Bucket::Device))
                 .route(web::get().to(device::get_device_confirm))
                 .route(web::post().to(device::post_device_confirm)),
         )
-        .service(resource(&["/revoke"]).wrap(cors()).route(web::post().to(token::post_revoke)))
-        .service(resource(&["/introspect"]).route(web::post().to(token::post_introspect)))
+        .service(
+            resource(&["/revoke"])
+                .wrap(RateLimit(Bucket::Revoke))
+                .wrap(cors())
+                .route(web::post().to(token::post_revoke)),
+        )
+        .service(
+            resource(&["/introspect"]).wrap(RateLimit(Bucket::Revoke)).route(web::post().to(token::post_introspect)),
+        )
         .default_service(web::to(not_found));
+}
+
+/// The per-address limit of a bucket in front of a resource (`.wrap(RateLimit(bucket))` inside
+/// its CORS layer, so that preflights are not counted and refusals carry the CORS headers a
+/// browser client needs to read them).
+#[derive(Clone, Copy)]
+struct RateLimit(Bucket);
+
+impl<S> Transform<S, ServiceRequest> for RateLimit
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Transform = RateLimited<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(RateLimited { service: Rc::new(service), bucket: self.0 }))
+    }
+}
+
+/// The service [`RateLimit`] wraps around a resource.
+struct RateLimited<S> {
+    service: Rc<S>,
+    bucket: Bucket,
+}
+
+impl<S> Service<ServiceRequest> for RateLimited<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if let Some(app) = req.app_data::<web::Data<AppState>>() {
+            let addr = app.dialect.client_ip(req.request());
+            if let Err(wait) = app.limits.check_address(self.bucket, addr) {
+                let res = rate_limited(app, self.bucket, wait, addr);
+                return Box::pin(std::future::ready(Ok(req.into_response(res))));
+            }
+        }
+        Box::pin(self.service.call(req))
+    }
+}
+
+/// The answer to a request over its limit: an HTML page for people's browsers, the RFC JSON
+/// error for clients; both `429` with `Retry-After`.
+pub fn rate_limited(app: &AppState, bucket: Bucket, wait: RetryAfter, addr: Option<std::net::IpAddr>) -> HttpResponse {
+    app.metrics.rate_limited(bucket);
+    // Debug only: a flood would otherwise flood the log too; the metric counts every refusal.
+    tracing::debug!(limit = %bucket, client_ip = ?addr, retry_after = wait.secs(), "rate limited");
+    if bucket.is_browser() {
+        let mut res =
+            page::error(429, &format!("Too many requests from your address. Try again in {} seconds.", wait.secs()));
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.secs()));
+        res
+    } else {
+        actix_web::ResponseError::error_response(&Error::RateLimited(wait))
+    }
 }
 
 /// A resource whose unsupported methods get a JSON 405 rather than an empty one.
@@ -97,7 +197,7 @@ fn cors() -> Cors {
         .allow_any_origin()
         .allowed_methods(["GET", "POST", "PUT", "DELETE"])
         .allow_any_header()
-        .expose_headers([header::WWW_AUTHENTICATE])
+        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
         .max_age(3600)
 }
 

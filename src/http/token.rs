@@ -9,13 +9,18 @@ use crate::error::Error;
 use crate::oauth::client::{self, ClientCredentials};
 use crate::oauth::params::Params;
 use crate::oauth::{grant, revocation};
+use crate::ratelimit::Bucket;
 use crate::store::ClientRecord;
+
+/// The credentials the calling client presented, in the Authorization header or the form.
+fn credentials(req: &HttpRequest, form: &Params) -> Result<ClientCredentials, Error> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    ClientCredentials::from_request(authorization, form.get("client_id"), form.get("client_secret"))
+}
 
 /// Authenticates the calling client from the Authorization header or the form.
 async fn client_of(app: &AppState, req: &HttpRequest, form: &Params) -> Result<ClientRecord, Error> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let creds = ClientCredentials::from_request(authorization, form.get("client_id"), form.get("client_secret"))?;
-    client::authenticate(app.store.as_ref(), &creds).await
+    client::authenticate(app.store.as_ref(), &credentials(req, form)?).await
 }
 
 /// Issues tokens for the `authorization_code` and `refresh_token` grants.
@@ -25,7 +30,14 @@ pub async fn post_token(
     payload: web::Payload,
 ) -> Result<HttpResponse, Error> {
     let form = read_form(&req, payload).await?;
-    let client = client_of(&app, &req, &form).await?;
+    let creds = credentials(&req, &form)?;
+    // SECURITY: per client before authenticating it: guessing a secret from many addresses.
+    if let Some(id) = &creds.client_id
+        && let Err(wait) = app.limits.check_client(id)
+    {
+        return Ok(super::rate_limited(&app, Bucket::TokenPerClient, wait, app.dialect.client_ip(&req)));
+    }
+    let client = client::authenticate(app.store.as_ref(), &creds).await?;
     let tokens = grant::exchange(&app, &client, &form).await?;
     Ok(no_store(HttpResponse::Ok()).json(tokens))
 }

@@ -48,6 +48,12 @@ mod names {
     }
 }
 
+/// One `X-Forwarded-For` hop: an address, perhaps with a port (`192.0.2.1:443`, `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 /// How /verify reads the proxies, parsed once from the configuration.
 #[derive(Debug)]
 pub struct Dialect {
@@ -66,19 +72,24 @@ impl Dialect {
         }
     }
 
-    /// The address of the person behind a request: the first `X-Forwarded-For` hop when a
-    /// trusted proxy sent it, else the peer (for per-address limits).
+    /// The address of the person behind a request (for per-address limits): the peer, unless it
+    /// is a trusted proxy; then `X-Forwarded-For` read from the right, where each proxy appended
+    /// the address that called it, up to the first hop that is not a trusted proxy.
+    // SECURITY: never the left-most hop: that one is whatever the client chose to write.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr().map(|a| a.ip());
-        if !self.is_trusted(peer) {
-            return peer;
+        let mut addr = req.peer_addr().map(|a| a.ip())?;
+        if !self.is_trusted(Some(addr)) {
+            return Some(addr);
         }
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-            .or(peer)
+        let lines: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+        for hop in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
+            let Some(ip) = parse_hop(hop) else { break };
+            addr = ip;
+            if !self.is_trusted(Some(ip)) {
+                break;
+            }
+        }
+        Some(addr)
     }
 
     /// Whether `peer` may speak for the original request.
@@ -390,6 +401,31 @@ mod tests {
             r = r.insert_header((*k, *v));
         }
         r.to_http_request()
+    }
+
+    #[test]
+    fn the_client_address_is_the_last_untrusted_hop() {
+        let mut config = Config::default();
+        config.server.trusted_proxies = vec!["10.0.0.0/8".into()];
+        let d = Dialect::new(&config);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let xff = |peer: &str, lines: &[&str]| {
+            let mut r = actix_web::test::TestRequest::get().uri("/token").peer_addr(peer.parse().unwrap());
+            for line in lines {
+                r = r.append_header(("x-forwarded-for", *line));
+            }
+            d.client_ip(&r.to_http_request())
+        };
+        // An untrusted peer's header is not read at all.
+        assert_eq!(xff("192.0.2.9:1", &["198.51.100.1"]), ip("192.0.2.9"));
+        // A trusted proxy appended the real client to what the client wrote itself.
+        assert_eq!(xff("10.0.0.2:1", &["1.1.1.1, 192.0.2.7"]), ip("192.0.2.7"));
+        // Two trusted proxies in a row, over two header lines.
+        assert_eq!(xff("10.0.0.2:1", &["6.6.6.6, 192.0.2.7", "10.0.0.3"]), ip("192.0.2.7"));
+        assert_eq!(xff("10.0.0.2:1", &["[2001:db8::5]:4711, 10.0.0.3:80"]), ip("2001:db8::5"));
+        // Garbage where the client's hop should be: the last proxy is all that is known.
+        assert_eq!(xff("10.0.0.2:1", &["not-an-address, 10.0.0.3"]), ip("10.0.0.3"));
+        assert_eq!(xff("10.0.0.2:1", &[]), ip("10.0.0.2"));
     }
 
     #[test]

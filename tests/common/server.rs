@@ -100,6 +100,11 @@ impl Server {
             ));
         }
         toml.push_str(&opts.toml);
+        if !opts.toml.contains("[rate_limit]") {
+            // Tests make many requests from one address in a few seconds; tests/rate_limits.rs
+            // checks the limits themselves.
+            toml.push_str("\n[rate_limit]\nenabled = false\n");
+        }
         std::fs::write(dir.path().join("mcp-authd.toml"), toml).unwrap();
         let mut server = Self { port, base, dir, child: None, env: opts.env, starts: 0 };
         server.spawn();
