@@ -101,6 +101,14 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish after SIGTERM (new connections are refused at
     /// once and `/ready` answers 503); then the process exits.
     pub shutdown_grace: u64,
+    /// Most open client connections (the total over all workers); more wait in the listen
+    /// backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (line and headers) once it connects or
+    /// after its previous request; slower ones get 408 and are disconnected.
+    pub request_timeout: u64,
+    /// Seconds an idle kept-alive connection stays open.
+    pub keep_alive: u64,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +122,9 @@ impl Default for ServerConfig {
             workers: 0,
             admin_socket: "admin.sock".into(),
             shutdown_grace: 30,
+            max_connections: 10_000,
+            request_timeout: 5,
+            keep_alive: 30,
         }
     }
 }
@@ -681,6 +692,15 @@ impl Config {
             if parse_net(net).is_none() {
                 p.push(format!("{}: {net:?} is not an address or CIDR", setting("server.trusted_proxies")));
             }
+        }
+        if self.server.max_connections == 0 {
+            p.push(format!("{}: must be at least 1", setting("server.max_connections")));
+        }
+        if !(1..=300).contains(&self.server.request_timeout) {
+            p.push(format!("{}: must be 1 to 300 seconds", setting("server.request_timeout")));
+        }
+        if self.server.keep_alive > 3600 {
+            p.push(format!("{}: at most 3600 seconds", setting("server.keep_alive")));
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             p.push(format!("{}: must be \"text\" or \"json\"", setting("server.log_format")));

@@ -196,8 +196,35 @@ impl Error {
 
     /// The RFC body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: self.code(), error_description: Some(self.description()) }
+        ErrorBody { error: self.code(), error_description: Some(description_text(&self.description())) }
     }
+}
+
+/// Longest `error_description` sent: descriptions may quote the caller's input.
+const MAX_DESCRIPTION: usize = 300;
+
+/// An `error_description` as RFC 6749 §5.2 (and §4.1.2.1) allows it: printable ASCII without
+/// `"` and `\` (`%x20-21 / %x23-5B / %x5D-7E`), at most [`MAX_DESCRIPTION`] characters. Quoted
+/// input loses its double quotes (to `'`), control and non-ASCII characters (to `?`), and its
+/// tail, so that what a caller sent comes back neither raw nor in full.
+pub fn description_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_DESCRIPTION)
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            // SECURITY: descriptions quote input; no markup survives, whatever renders them.
+            '<' | '>' => '?',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect();
+    if text.chars().nth(MAX_DESCRIPTION).is_some() {
+        out.truncate(MAX_DESCRIPTION - 3);
+        out.push_str("...");
+    }
+    out
 }
 
 impl From<anyhow::Error> for Error {
@@ -228,6 +255,8 @@ impl ResponseError for Error {
         // RFC 6749 §5.1/§5.2: token responses and their errors must not be cached.
         res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         res.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        // The description may quote the caller's input: never let a browser read it as HTML.
+        res.insert_header((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
         if let Self::InvalidClient { basic: true, .. } = self {
             // RFC 6749 §5.2: a client that tried Basic gets the matching challenge.
             res.insert_header((
@@ -258,6 +287,21 @@ mod tests {
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = to_bytes(res.into_body()).await.unwrap();
         assert_eq!(&body[..], br#"{"error":"server_error","error_description":"internal error"}"#);
+    }
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_characters() {
+        assert_eq!(description_text("plain text: ok"), "plain text: ok");
+        assert_eq!(
+            description_text("redirect_uri \"a\\b\r\n<é>\" is not registered"),
+            "redirect_uri 'a/b?????' is not registered"
+        );
+        let long = description_text(&"x".repeat(5000));
+        assert_eq!(long.len(), MAX_DESCRIPTION);
+        assert!(long.ends_with("..."));
+        for c in description_text("\0\u{7f}\u{202e}\"\\\t").chars() {
+            assert!(matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e'), "{c:?}");
+        }
     }
 
     #[actix_web::test]

@@ -5,6 +5,7 @@ mod login;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -282,6 +283,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     let bind = config.server.bind.clone();
     let grace = config.server.shutdown_grace;
+    let (max_connections, request_timeout, keep_alive) =
+        (config.server.max_connections, config.server.request_timeout, config.server.keep_alive);
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -340,6 +343,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .configure(http::configure)
     })
     .workers(workers)
+    .max_connections(max_connections.div_ceil(workers))
+    .client_request_timeout(Duration::from_secs(request_timeout))
+    .keep_alive(Duration::from_secs(keep_alive))
     .shutdown_timeout(grace)
     .disable_signals()
     .bind(&bind)

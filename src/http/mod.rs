@@ -28,6 +28,8 @@ use crate::ratelimit::{Bucket, RetryAfter};
 
 /// Largest request body read by any endpoint (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
+/// Longest time a request body may take to arrive (64 KiB take no honest client that long).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The route table. Routes are tried in order, and a pattern with a `{…}` segment costs a regex
 /// match: `/verify` (every proxied MCP request) and `/health` (every probe) come first.
@@ -205,17 +207,24 @@ async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes.
+/// Reads a body of at most [`MAX_BODY`] bytes, arriving within [`BODY_TIMEOUT`].
 pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, Error> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| Error::invalid_request("the request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(Error::invalid_request(format!("the request body exceeds {MAX_BODY} bytes")));
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| Error::invalid_request("the request body could not be read"))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Error::invalid_request(format!("the request body exceeds {MAX_BODY} bytes")));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    // SECURITY: a client trickling its body would hold a connection (and a worker's attention)
+    // for as long as it likes; the head has its own timeout (`server.request_timeout`).
+    tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| {
+        Error::invalid_request(format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs()))
+    })?
 }
 
 /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2), parsed strictly.

@@ -15,10 +15,12 @@ fn parse(body: &[u8]) -> Result<RegistrationRequest, Error> {
     let bad = |e: String| {
         Error::oauth(ErrorCode::InvalidClientMetadata, format!("the body is not a JSON client metadata object: {e}"))
     };
-    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| bad(e.to_string()))? {
-        v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(|e| bad(e.to_string())),
-        _ => Err(bad("expected an object".into())),
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(bad("expected an object".into()));
     }
+    // Straight into the typed request, not through a map: a metadata field given twice is an
+    // error ("duplicate field"), not whichever copy a map keeps (parsers differ on that).
+    serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
 }
 
 /// Registers a client: 201 with its id and, for confidential clients, its secret.

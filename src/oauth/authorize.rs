@@ -87,7 +87,11 @@ pub fn error_redirect(
     AuthorizeError::Redirect(redirect_with(
         pending_redirect,
         issuer,
-        &[("error", Some(code.as_str())), ("error_description", Some(description)), ("state", state)],
+        &[
+            ("error", Some(code.as_str())),
+            ("error_description", Some(&crate::error::description_text(description))),
+            ("state", state),
+        ],
     ))
 }
 
