@@ -248,7 +248,9 @@ pub async fn post_login(app: web::Data<AppState>, req: HttpRequest, payload: web
     };
     let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
     let Some(user) = app.upstreams.local.authenticate(username, password).await else {
-        tracing::info!(audit = "login_failed", auth = "failure", provider = "local", "wrong username or password");
+        // The name typed (bounded; the log escapes it), never the password.
+        let tried: String = username.chars().take(64).collect();
+        tracing::info!(audit = "login_failed", auth = "failure", provider = "local", user = %tried, "wrong username or password");
         return login_page(&app, session, &pending, Some("Wrong username or password.")).await;
     };
     // Consume the parked request: one login, one code.

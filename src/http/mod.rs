@@ -272,11 +272,18 @@ impl RootSpanBuilder for RequestSpan {
                 method = %request.method(),
                 path = %path,
                 request_id = tracing::field::Empty,
+                client_ip = tracing::field::Empty,
                 status = tracing::field::Empty,
             )
         };
         if span.is_disabled() {
             return span;
+        }
+        // Who, for every audit event of the request (the address the rate limits use).
+        if let Some(app) = request.app_data::<web::Data<AppState>>()
+            && let Some(ip) = app.dialect.client_ip(request.request())
+        {
+            span.record("client_ip", tracing::field::display(ip));
         }
         let incoming = request
             .headers()
