@@ -92,7 +92,7 @@ fn authd_tiny_run_reports_every_step() -> Result<()> {
         &config,
         format!(
             "[server]\nbind = \"127.0.0.1:{port}\"\nissuer = \"http://127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n\
-             [verify]\ngrpc_bind = \"127.0.0.1:{gport}\"\n\n[[resources]]\nurl = \"{RESOURCE}\"\n\n\
+             [verify]\ngrpc_bind = \"127.0.0.1:{gport}\"\n\n[rate_limit]\nenabled = false\n\n[[resources]]\nurl = \"{RESOURCE}\"\n\n\
              [[local.users]]\nusername = \"smoke\"\npassword_hash = \"{hash}\"\n",
             path(&dir.path().join("data"))
         ),
