@@ -31,7 +31,7 @@ pub enum FetchError {
     #[error("{0}")]
     Refused(Refusal),
     /// No answer within the deadline.
-    #[error("no complete answer within {0} seconds")]
+    #[error("no complete answer within the {0}-second limit")]
     Timeout(u64),
     /// DNS, TCP or TLS failed.
     #[error("it cannot be reached ({0})")]
