@@ -1161,6 +1161,31 @@ mod tests {
     }
 
     #[test]
+    fn cimd_settings_are_validated() {
+        let mut c = Config::default();
+        assert!(c.cimd.enabled && c.warnings().iter().all(|w| !w.contains("cimd")));
+        c.cimd.allowed_domains = vec!["example.com".into(), "10.0.0.1".into()];
+        c.cimd.max_document_bytes = 10;
+        c.cimd.fetch_timeout_secs = 0;
+        c.cimd.cache_min_ttl = 7200;
+        c.cimd.cache_max_ttl = 3600;
+        c.cimd.extra_ca_file = Some("/nonexistent/ca.pem".into());
+        let errs = c.validate().unwrap_err().0;
+        for want in [
+            "cimd.allowed_domains (MCP_AUTHD__CIMD__ALLOWED_DOMAINS): \"10.0.0.1\": list domains",
+            "cimd.max_document_bytes",
+            "cimd.fetch_timeout_secs",
+            "cimd.cache_min_ttl",
+            "cimd.extra_ca_file",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "{want:?} missing from {errs:#?}");
+        }
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        c.cimd.allow_private_addresses = true;
+        assert!(c.warnings().iter().any(|w| w.starts_with("cimd.allow_private_addresses = true")));
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
         let s = SecretString::new("hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");

@@ -67,6 +67,7 @@ async fn whole_flow_with_a_url_client_id() {
     docs.set("/clients/good.json", Answer::json(&document(&id)).header("Cache-Control", "public, max-age=300"));
     let s = server_for(&docs);
 
+    assert!(s.logs().contains("cimd.allow_private_addresses = true: for tests and development only"), "warned");
     let meta: Value =
         http().get(s.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
     assert_eq!(meta["client_id_metadata_document_supported"], true);
