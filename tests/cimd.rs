@@ -151,6 +151,28 @@ async fn documents_that_say_no_store_are_fetched_each_time() {
 }
 
 #[tokio::test]
+async fn concurrent_requests_share_one_fetch_and_failures_are_remembered() {
+    let docs = DocServer::start().await;
+    let id = docs.url("/clients/busy.json");
+    let slow = Answer { delay: Duration::from_millis(500), ..Answer::json(&document(&id)) };
+    docs.set("/clients/busy.json", slow.header("Cache-Control", "max-age=600"));
+    let s = server_for(&docs);
+    let pages = futures_util::future::join_all((0..5).map(|_| authorize_page(&s, &id, REDIRECT))).await;
+    for (status, page, redirected) in pages {
+        assert!(redirected && status == StatusCode::FOUND, "{page}");
+    }
+    assert_eq!(docs.hits("/clients/busy.json"), 1, "five concurrent authorizations, one fetch");
+
+    // A document that failed is not fetched again at once (a burst costs one fetch).
+    let gone = docs.url("/clients/gone.json");
+    for _ in 0..3 {
+        let page = refused(&s, &gone, StatusCode::BAD_GATEWAY).await;
+        assert!(page.contains("HTTP status 404"), "{page}");
+    }
+    assert_eq!(docs.hits("/clients/gone.json"), 1);
+}
+
+#[tokio::test]
 async fn bad_documents_are_refused_with_their_reason() {
     let docs = DocServer::start().await;
     let s = server_for(&docs);

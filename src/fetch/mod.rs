@@ -25,7 +25,7 @@ use url::Url;
 use guard::{Policy, Refusal};
 
 /// Why a fetch failed; the text is shown to the user.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum FetchError {
     /// The URL or an address is refused by the guard.
     #[error("{0}")]

@@ -28,7 +28,7 @@ const MAX_URL_LEN: usize = 2000;
 
 /// Why a metadata document client cannot be used; the text is shown to the user (the
 /// authorization error page) or the client (`invalid_client`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DocumentError {
     /// The `client_id` URL breaks the draft's rules (§3).
     #[error("the client_id {0}")]
@@ -178,40 +178,70 @@ impl Expiry<String, Arc<Cached>> for PerEntry {
     }
 }
 
+/// How long a failed fetch or a refused document is remembered (at most `cache_min_ttl`): a
+/// burst of requests naming a broken or hostile URL costs one fetch, not one each.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
+
 /// Resolves metadata document clients: fetch, validate, cache.
 pub struct Documents {
     fetcher: Fetcher,
     cache: Cache<String, Arc<Cached>>,
+    failures: Option<Cache<String, DocumentError>>,
+    /// One lock per URL being fetched, so that concurrent requests for a document not yet
+    /// cached wait for one fetch instead of each making their own.
+    in_flight: Cache<String, Arc<tokio::sync::Mutex<()>>>,
     min_ttl: Duration,
     max_ttl: Duration,
 }
 
 impl Documents {
-    /// Builds the fetcher and the cache from `[cimd]`.
+    /// Builds the fetcher and the caches from `[cimd]`.
     pub fn new(c: &CimdConfig) -> anyhow::Result<Self> {
         let allowed = DomainList::new(&c.allowed_domains).map_err(anyhow::Error::msg)?;
         let policy = Policy { allowed, private_ok: c.allow_private_addresses };
-        let fetcher = Fetcher::new(
-            policy,
-            c.extra_ca_file.as_deref(),
-            Duration::from_secs(c.fetch_timeout_secs),
-            c.max_document_bytes,
-        )?;
+        let timeout = Duration::from_secs(c.fetch_timeout_secs);
+        let fetcher = Fetcher::new(policy, c.extra_ca_file.as_deref(), timeout, c.max_document_bytes)?;
+        let min_ttl = Duration::from_secs(c.cache_min_ttl);
+        let failure_ttl = FAILURE_TTL.min(min_ttl);
         Ok(Self {
             fetcher,
             cache: Cache::builder().max_capacity(c.cache_capacity).expire_after(PerEntry).build(),
-            min_ttl: Duration::from_secs(c.cache_min_ttl),
+            failures: (!failure_ttl.is_zero())
+                .then(|| Cache::builder().max_capacity(c.cache_capacity).time_to_live(failure_ttl).build()),
+            in_flight: Cache::builder().max_capacity(c.cache_capacity).time_to_idle(timeout * 2).build(),
+            min_ttl,
             max_ttl: Duration::from_secs(c.cache_max_ttl),
         })
     }
 
+    fn cached(&self, client_id: &str) -> Option<Result<ClientRecord, DocumentError>> {
+        if let Some(hit) = self.cache.get(client_id) {
+            return Some(Ok(hit.client.clone()));
+        }
+        self.failures.as_ref().and_then(|f| f.get(client_id)).map(Err)
+    }
+
     /// The client `client_id` (an https URL) stands for: from the cache, or fetched now.
     pub async fn client(&self, client_id: &str, config: &Config) -> Result<ClientRecord, DocumentError> {
-        if let Some(hit) = self.cache.get(client_id) {
-            return Ok(hit.client.clone());
+        if let Some(answer) = self.cached(client_id) {
+            return answer;
         }
         let url = parse_client_id(client_id)?;
-        let fetched = self.fetcher.get(&url).await.inspect_err(|e| {
+        let lock = self.in_flight.get_with(client_id.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
+        let _fetching = lock.lock().await;
+        // Whoever held the lock before may have fetched it.
+        if let Some(answer) = self.cached(client_id) {
+            return answer;
+        }
+        let answer = self.fetch(&url, client_id, config).await;
+        if let (Err(e), Some(failures)) = (&answer, &self.failures) {
+            failures.insert(client_id.to_owned(), e.clone());
+        }
+        answer
+    }
+
+    async fn fetch(&self, url: &Url, client_id: &str, config: &Config) -> Result<ClientRecord, DocumentError> {
+        let fetched = self.fetcher.get(url).await.inspect_err(|e| {
             tracing::info!(audit = "cimd_fetch_failed", auth = "failure", client_id, reason = %e, "client metadata document not fetched");
         })?;
         let metadata = validate_document(client_id, &fetched.body, config).inspect_err(|e| {
