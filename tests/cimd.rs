@@ -166,7 +166,7 @@ async fn concurrent_requests_share_one_fetch_and_failures_are_remembered() {
     // A document that failed is not fetched again at once (a burst costs one fetch).
     let gone = docs.url("/clients/gone.json");
     for _ in 0..3 {
-        let page = refused(&s, &gone, StatusCode::BAD_GATEWAY).await;
+        let page = refused(&s, &gone, StatusCode::BAD_REQUEST).await;
         assert!(page.contains("HTTP status 404"), "{page}");
     }
     assert_eq!(docs.hits("/clients/gone.json"), 1);
@@ -216,13 +216,13 @@ async fn bad_documents_are_refused_with_their_reason() {
     assert!(page.contains("larger than 5120 bytes"), "{page}");
 
     // Not there, not JSON, a redirect (not followed).
-    let page = refused(&s, &url("/missing.json"), StatusCode::BAD_GATEWAY).await;
+    let page = refused(&s, &url("/missing.json"), StatusCode::BAD_REQUEST).await;
     assert!(page.contains("HTTP status 404"), "{page}");
     docs.set("/html.json", Answer { body: b"<html>hi</html>".to_vec(), ..Answer::json(&json!({})) });
     let page = refused(&s, &url("/html.json"), StatusCode::BAD_REQUEST).await;
     assert!(page.contains("not a JSON object"), "{page}");
     docs.set("/moved.json", Answer { status: 302, ..Answer::json(&json!({})) }.header("Location", &url("/good.json")));
-    let page = refused(&s, &url("/moved.json"), StatusCode::BAD_GATEWAY).await;
+    let page = refused(&s, &url("/moved.json"), StatusCode::BAD_REQUEST).await;
     assert!(page.contains("redirects are not followed"), "{page}");
     assert_eq!(docs.hits("/good.json"), 1, "the redirect was not followed (the one fetch is the tests' above)");
 
@@ -255,7 +255,7 @@ async fn a_slow_document_fails_within_the_time_limit() {
     docs.set("/slow.json", Answer { delay: Duration::from_secs(30), ..Answer::json(&document(&id)) });
     let s = server_for(&docs);
     let started = Instant::now();
-    let page = refused(&s, &id, StatusCode::BAD_GATEWAY).await;
+    let page = refused(&s, &id, StatusCode::BAD_REQUEST).await;
     assert!(page.contains("no complete answer within the 2-second limit"), "{page}");
     assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
     // The server is not stuck: the next request is answered at once.

@@ -110,12 +110,13 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
         Ok(None) => return Err(AuthorizeError::page("The client is not registered with this server.")),
         Err(LookupError::Store(e)) => return Err(Error::from(e).into()),
         Err(LookupError::Document(e)) => {
-            // Not a redirect: without a usable document, the redirect URI is not trusted.
+            // Not a redirect: without a usable document, the redirect URI is not trusted. A 400
+            // even when the document's server failed: the caller chose that server.
             let mut message = e.to_string();
             if let Some(first) = message.get(..1) {
                 message.replace_range(..1, &first.to_uppercase());
             }
-            return Err(AuthorizeError::Page { status: e.page_status(), message: format!("{message}.") });
+            return Err(AuthorizeError::page(format!("{message}.")));
         }
     };
     let registered = &client.metadata.redirect_uris;

@@ -63,20 +63,10 @@ fn auth_method_hint(method: &str) -> &'static str {
     }
 }
 
-impl DocumentError {
-    /// The status of the authorization error page: 502 when the document's server failed us,
-    /// 400 when the client or its document is at fault.
-    pub fn page_status(&self) -> u16 {
-        match self {
-            Self::Fetch(FetchError::Timeout(_) | FetchError::Unreachable(_) | FetchError::Status(_)) => 502,
-            _ => 400,
-        }
-    }
-}
-
 /// Whether `client_id` is to be resolved as a metadata document (an https URL).
 pub fn is_document_client_id(client_id: &str) -> bool {
-    client_id.len() >= 8 && client_id[..8].eq_ignore_ascii_case("https://")
+    // `get`, not indexing: byte 8 may fall inside a character (found by tests/hostile_input.rs).
+    client_id.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 /// Draft §3: an https URL with a path, without fragment, user information or dot segments.
@@ -357,6 +347,8 @@ mod tests {
         assert!(is_document_client_id("HTTPS://a.example/x"));
         assert!(!is_document_client_id("3f9a0c"));
         assert!(!is_document_client_id("http://a.example/x"));
+        assert!(!is_document_client_id("ééééé"));
+        assert!(!is_document_client_id("https:/"));
     }
 
     #[test]
