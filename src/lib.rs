@@ -3,7 +3,8 @@
 //!
 //! Layers, outermost first: `http` (actix handlers, the route table), `oauth` and `verify`
 //! (protocol logic and the /verify decision, no HTTP types in `oauth`), `upstream` (who the user
-//! is), `store` (state), and the shared leaves `config`, `error`, `jwt`.
+//! is), `store` (state), and the shared leaves `config`, `error`, `jwt`, and `fetch` (the
+//! SSRF-guarded fetcher of client metadata documents).
 #![forbid(unsafe_code)]
 
 pub mod admin;

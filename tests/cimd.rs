@@ -138,6 +138,33 @@ async fn whole_flow_with_a_url_client_id() {
 }
 
 #[tokio::test]
+async fn device_flow_with_a_url_client_id() {
+    const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+    let docs = DocServer::start().await;
+    let id = docs.url("/clients/cli.json");
+    let doc = json!({
+        "client_id": id,
+        "client_name": "Doc CLI",
+        "grant_types": [DEVICE_GRANT],
+        "token_endpoint_auth_method": "none",
+    });
+    docs.set("/clients/cli.json", Answer::json(&doc));
+    let s = server_for(&docs);
+    let (status, d) = post_form(&s, "/device_authorization", &[("client_id", &id), ("resource", RESOURCE)], None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    let device_code = d["device_code"].as_str().unwrap();
+    let (cookie, session, page) = person_logs_in(&s, d["verification_uri_complete"].as_str().unwrap()).await;
+    assert!(page.contains("Doc CLI (from localhost)"), "the confirmation names the client and its host: {page}");
+    let (status, _) = decide(&s, Some(&cookie), &session, "approve").await;
+    assert_eq!(status, StatusCode::OK);
+    let form = [("grant_type", DEVICE_GRANT), ("device_code", device_code), ("client_id", id.as_str())];
+    let (status, tokens) = post_form(&s, "/token", &form, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let res = verify(&s, tokens["access_token"].as_str(), RESOURCE).await;
+    assert_eq!(res.headers().get("x-client-id").unwrap().to_str().unwrap(), id);
+}
+
+#[tokio::test]
 async fn documents_that_say_no_store_are_fetched_each_time() {
     let docs = DocServer::start().await;
     let id = docs.url("/clients/fresh.json");
