@@ -918,6 +918,14 @@ impl Config {
                 Err(e) => p.push(format!("{}: cannot read {}: {e}", setting(key), file.display())),
             }
         }
+        if let Some(ca) = self.cimd.extra_ca_file.as_ref().filter(|_| self.cimd.enabled) {
+            let key = setting("cimd.extra_ca_file");
+            match std::fs::read(ca) {
+                Ok(text) if pem::parse_many(&text).is_ok_and(|p| p.iter().any(|c| c.tag() == "CERTIFICATE")) => {}
+                Ok(_) => p.push(format!("{key}: {} holds no PEM certificate", ca.display())),
+                Err(e) => p.push(format!("{key}: cannot read {}: {e}", ca.display())),
+            }
+        }
         // The data directory holds the embedded store and generated keys: it must be writable.
         let needs_dir = self.store.kind == StoreKind::Embedded || self.tokens.private_key_file.is_none();
         if needs_dir && let Some(why) = unwritable(&self.server.data_dir) {
@@ -1183,6 +1191,20 @@ mod tests {
         assert_eq!(errs.len(), 5, "{errs:#?}");
         c.cimd.allow_private_addresses = true;
         assert!(c.warnings().iter().any(|w| w.starts_with("cimd.allow_private_addresses = true")));
+    }
+
+    #[test]
+    fn the_cimd_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let mut c = Config::default();
+        c.server.data_dir = dir.path().join("data");
+        c.cimd.extra_ca_file = Some(file);
+        let problems = c.check_environment();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].starts_with("cimd.extra_ca_file (MCP_AUTHD__CIMD__EXTRA_CA_FILE):"), "{problems:#?}");
+        assert!(problems[0].ends_with("holds no PEM certificate"), "{problems:#?}");
     }
 
     #[test]

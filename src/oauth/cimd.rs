@@ -111,7 +111,12 @@ pub fn validate_document(url: &str, body: &[u8], config: &Config) -> Result<Clie
     };
     match doc.get("client_id") {
         Some(Value::String(id)) if id == url => {}
-        Some(Value::String(id)) => return Err(DocumentError::Mismatch(format!("{id:?}"))),
+        Some(Value::String(id)) => {
+            // Shown on a page and in an error body: bounded (the page escapes it).
+            let shown: String = id.chars().take(120).collect();
+            let more = if shown.len() < id.len() { "…" } else { "" };
+            return Err(DocumentError::Mismatch(format!("{shown:?}{more}")));
+        }
         Some(_) => return Err(DocumentError::Mismatch("not a string".into())),
         None => return Err(DocumentError::Mismatch("none".into())),
     }
@@ -320,6 +325,8 @@ mod tests {
             assert!(err.contains(want), "{extra}: {err}");
         }
         assert!(matches!(validate_document(ID, b"<html>", &Config::default()), Err(DocumentError::NotJson(_))));
+        let long = check(serde_json::json!({"client_id": "x".repeat(4000)})).unwrap_err().to_string();
+        assert!(long.len() < 300 && long.contains("xxx\"…"), "{long}");
         assert!(matches!(validate_document(ID, b"[1]", &Config::default()), Err(DocumentError::NotJson(_))));
     }
 
