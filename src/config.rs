@@ -23,6 +23,7 @@ const ENV_LIST_KEYS: &[&str] = &[
     "github.allowed_orgs",
     "github.scopes",
     "tokens.previous_key_files",
+    "cimd.allowed_domains",
 ];
 
 /// A secret read from the configuration. `Debug` never shows it.
@@ -65,6 +66,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// `[registration]`: RFC 7591 dynamic client registration.
     pub registration: RegistrationConfig,
+    /// `[cimd]`: clients identified by a Client ID Metadata Document URL.
+    pub cimd: CimdConfig,
     /// `[github]`: GitHub / GitHub Enterprise login.
     pub github: GithubConfig,
     /// `[[oidc]]`: OpenID Connect providers (any number).
@@ -281,6 +284,54 @@ impl Default for RegistrationConfig {
             initial_access_token: SecretString::default(),
             initial_access_token_file: None,
             max_redirect_uris: 10,
+        }
+    }
+}
+
+/// `[cimd]`: OAuth Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document,
+/// the MCP authorization spec 2025-11-25): a `client_id` that is an https URL names a JSON
+/// document describing the client, fetched (through the SSRF guard of `crate::fetch`) and cached.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CimdConfig {
+    /// Whether https `client_id`s are resolved (and `client_id_metadata_document_supported`
+    /// advertised).
+    pub enabled: bool,
+    /// Hosts whose documents are trusted (`example.com` also covers `app.example.com`); empty =
+    /// any public host.
+    pub allowed_domains: Vec<String>,
+    /// Largest document accepted, bytes.
+    pub max_document_bytes: usize,
+    /// Bound on one fetch (connect, TLS, headers and body), seconds.
+    pub fetch_timeout_secs: u64,
+    /// Least time a fetched document is kept (whatever its `max-age`), seconds; also how long a
+    /// document without `max-age` is kept. `no-store` documents are never kept.
+    pub cache_min_ttl: u64,
+    /// Longest time a fetched document is kept, seconds.
+    pub cache_max_ttl: u64,
+    /// Most documents kept in memory.
+    pub cache_capacity: u64,
+    /// TEST / DEVELOPMENT ONLY: PEM CA certificate(s) trusted for document hosts, besides the
+    /// system roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// TEST / DEVELOPMENT ONLY: fetch documents from loopback and private-network addresses
+    /// (RFC 1918, unique-local). Cloud metadata and other special addresses stay refused. Warned
+    /// about at start-up: with it, any user can make the server fetch from its own network.
+    pub allow_private_addresses: bool,
+}
+
+impl Default for CimdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_domains: Vec::new(),
+            max_document_bytes: 5 * 1024,
+            fetch_timeout_secs: 5,
+            cache_min_ttl: 60,
+            cache_max_ttl: 24 * 3600,
+            cache_capacity: 10_000,
+            extra_ca_file: None,
+            allow_private_addresses: false,
         }
     }
 }
@@ -761,6 +812,7 @@ impl Config {
         if self.registration.max_redirect_uris == 0 {
             p.push(format!("{}: must be at least 1", setting("registration.max_redirect_uris")));
         }
+        self.validate_cimd(&mut p);
         let gh = &self.github;
         if gh.enabled() {
             if gh.client_secret.is_empty() {
@@ -866,12 +918,45 @@ impl Config {
                 Err(e) => p.push(format!("{}: cannot read {}: {e}", setting(key), file.display())),
             }
         }
+        if let Some(ca) = self.cimd.extra_ca_file.as_ref().filter(|_| self.cimd.enabled) {
+            let key = setting("cimd.extra_ca_file");
+            match std::fs::read(ca) {
+                Ok(text) if pem::parse_many(&text).is_ok_and(|p| p.iter().any(|c| c.tag() == "CERTIFICATE")) => {}
+                Ok(_) => p.push(format!("{key}: {} holds no PEM certificate", ca.display())),
+                Err(e) => p.push(format!("{key}: cannot read {}: {e}", ca.display())),
+            }
+        }
         // The data directory holds the embedded store and generated keys: it must be writable.
         let needs_dir = self.store.kind == StoreKind::Embedded || self.tokens.private_key_file.is_none();
         if needs_dir && let Some(why) = unwritable(&self.server.data_dir) {
             p.push(format!("{}: {} {why}", setting("server.data_dir"), self.server.data_dir.display()));
         }
         p
+    }
+
+    /// `[cimd]`.
+    fn validate_cimd(&self, p: &mut Vec<String>) {
+        let c = &self.cimd;
+        if let Err(e) = crate::fetch::guard::DomainList::new(&c.allowed_domains) {
+            p.push(format!("{}: {e}", setting("cimd.allowed_domains")));
+        }
+        if !(256..=1024 * 1024).contains(&c.max_document_bytes) {
+            p.push(format!("{}: must be between 256 and 1048576 bytes", setting("cimd.max_document_bytes")));
+        }
+        if c.fetch_timeout_secs == 0 || c.fetch_timeout_secs > 60 {
+            p.push(format!("{}: must be between 1 and 60 seconds", setting("cimd.fetch_timeout_secs")));
+        }
+        if c.cache_max_ttl > 7 * 86_400 {
+            p.push(format!("{}: at most 604800 seconds (a week)", setting("cimd.cache_max_ttl")));
+        }
+        if c.cache_min_ttl > c.cache_max_ttl {
+            p.push(format!("{}: must not exceed cimd.cache_max_ttl", setting("cimd.cache_min_ttl")));
+        }
+        if let Some(ca) = &c.extra_ca_file
+            && !ca.is_file()
+        {
+            p.push(format!("{}: {} is not a readable file", setting("cimd.extra_ca_file"), ca.display()));
+        }
     }
 
     /// `[[oidc]]` and `oauth.default_provider`.
@@ -949,6 +1034,12 @@ impl Config {
                     o.id
                 ));
             }
+        }
+        if self.cimd.enabled && self.cimd.allow_private_addresses {
+            w.push("cimd.allow_private_addresses = true: for tests and development only; anyone can make this server fetch client metadata documents from loopback and private-network addresses".into());
+        }
+        if self.cimd.enabled && self.cimd.extra_ca_file.is_some() {
+            w.push("cimd.extra_ca_file is set: client metadata document hosts are trusted with that CA too (tests and development)".into());
         }
         if self.verify.forward_token {
             w.push("verify.forward_token = true: the MCP servers behind the proxy receive users' bearer tokens".into());
@@ -1075,6 +1166,45 @@ mod tests {
             assert!(errs.iter().any(|e| e.starts_with(want)), "{want:?} missing from {errs:#?}");
         }
         assert_eq!(errs.len(), 9, "{errs:#?}");
+    }
+
+    #[test]
+    fn cimd_settings_are_validated() {
+        let mut c = Config::default();
+        assert!(c.cimd.enabled && c.warnings().iter().all(|w| !w.contains("cimd")));
+        c.cimd.allowed_domains = vec!["example.com".into(), "10.0.0.1".into()];
+        c.cimd.max_document_bytes = 10;
+        c.cimd.fetch_timeout_secs = 0;
+        c.cimd.cache_min_ttl = 7200;
+        c.cimd.cache_max_ttl = 3600;
+        c.cimd.extra_ca_file = Some("/nonexistent/ca.pem".into());
+        let errs = c.validate().unwrap_err().0;
+        for want in [
+            "cimd.allowed_domains (MCP_AUTHD__CIMD__ALLOWED_DOMAINS): \"10.0.0.1\": list domains",
+            "cimd.max_document_bytes",
+            "cimd.fetch_timeout_secs",
+            "cimd.cache_min_ttl",
+            "cimd.extra_ca_file",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "{want:?} missing from {errs:#?}");
+        }
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        c.cimd.allow_private_addresses = true;
+        assert!(c.warnings().iter().any(|w| w.starts_with("cimd.allow_private_addresses = true")));
+    }
+
+    #[test]
+    fn the_cimd_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let mut c = Config::default();
+        c.server.data_dir = dir.path().join("data");
+        c.cimd.extra_ca_file = Some(file);
+        let problems = c.check_environment();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].starts_with("cimd.extra_ca_file (MCP_AUTHD__CIMD__EXTRA_CA_FILE):"), "{problems:#?}");
+        assert!(problems[0].ends_with("holds no PEM certificate"), "{problems:#?}");
     }
 
     #[test]

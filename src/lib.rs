@@ -3,12 +3,14 @@
 //!
 //! Layers, outermost first: `http` (actix handlers, the route table), `oauth` and `verify`
 //! (protocol logic and the /verify decision, no HTTP types in `oauth`), `upstream` (who the user
-//! is), `store` (state), and the shared leaves `config`, `error`, `jwt`.
+//! is), `store` (state), and the shared leaves `config`, `error`, `jwt`, and `fetch` (the
+//! SSRF-guarded fetcher of client metadata documents).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod jwt;
 pub mod metrics;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub device_attempts: oauth::device::Attempts,
     /// Requests per address and per client (`[rate_limit]`).
     pub limits: Arc<ratelimit::Limits>,
+    /// Client ID Metadata Document clients (fetcher and cache); `None` when `[cimd]` is off.
+    pub cimd: Option<oauth::cimd::Documents>,
 }
 
 /// Outbound HTTP client for identity providers: rustls, bounded time, no redirects followed.
@@ -77,7 +81,9 @@ impl AppState {
         let revocations = Arc::new(Revocations::default());
         revocations.start(store.clone()).await?;
         let verifier = Arc::new(Verifier::new(&config, keys.clone(), revocations.clone()));
+        let cimd = if config.cimd.enabled { Some(oauth::cimd::Documents::new(&config.cimd)?) } else { None };
         Ok(Self {
+            cimd,
             dialect: Arc::new(Dialect::new(&config)),
             answers: Arc::new(Answers::new(&config)),
             limits: Arc::new(ratelimit::Limits::new(&config.rate_limit)),

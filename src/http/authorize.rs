@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorCode};
 use crate::oauth::authorize::{self, AuthorizeError, error_redirect};
 use crate::oauth::params::Params;
 use crate::oauth::secret::{constant_time_eq, digest, random_token};
+use crate::oauth::{cimd, client};
 use crate::store::PendingAuthorization;
 use crate::upstream::{IdentityProvider, UpstreamError, UpstreamLogin};
 
@@ -168,6 +169,23 @@ async fn pending_for(
     Ok(pending)
 }
 
+/// How the pages name a client: its `client_name`, else its id. A metadata document client's
+/// name is followed by the host its document is served from: anyone can publish a document
+/// claiming any name, but not on someone else's host.
+pub(super) async fn client_label(app: &AppState, client_id: &str) -> String {
+    let name = match client::lookup(app, client_id).await {
+        Ok(Some(c)) => c.metadata.client_name.unwrap_or(c.client_id),
+        _ => client_id.to_owned(),
+    };
+    if !cimd::is_document_client_id(client_id) {
+        return name;
+    }
+    match url::Url::parse(client_id).ok().and_then(|u| u.host_str().map(str::to_owned)) {
+        Some(host) if name != client_id => format!("{name} (from {host})"),
+        _ => name,
+    }
+}
+
 /// Renders the login page: the local form and a button per redirect provider.
 async fn login_page(
     app: &AppState,
@@ -175,10 +193,7 @@ async fn login_page(
     pending: &PendingAuthorization,
     error: Option<&str>,
 ) -> HttpResponse {
-    let client_name = match app.store.get_client(&pending.client_id).await {
-        Ok(Some(c)) => c.metadata.client_name.unwrap_or(c.client_id),
-        _ => pending.client_id.clone(),
-    };
+    let client_name = client_label(app, &pending.client_id).await;
     let redirect_host =
         url::Url::parse(&pending.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let base = app.config.base_url();

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::authorize::{binding_cookie, go_log_in, same_browser};
+use super::authorize::{binding_cookie, client_label, go_log_in, same_browser};
 use super::page::{self, escape};
 use super::{no_store, read_form};
 use crate::AppState;
@@ -82,8 +82,7 @@ pub async fn get_device_confirm(app: web::Data<AppState>, req: HttpRequest) -> H
         Ok(p) => p,
         Err(res) => return res,
     };
-    let client = app.store.get_client(&pending.client_id).await.ok().flatten();
-    let client_name = client.as_ref().and_then(|c| c.metadata.client_name.clone()).unwrap_or_default();
+    let client_name = client_label(&app, &pending.client_id).await;
     let user = pending.user.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
     let body = format!(
         "<p>Signed in as <strong>{user}</strong>.</p>\
@@ -96,7 +95,7 @@ pub async fn get_device_confirm(app: web::Data<AppState>, req: HttpRequest) -> H
         user = escape(user),
         resource = escape(&pending.resource),
         scope = escape(&pending.scope),
-        name = escape(if client_name.is_empty() { "unnamed client" } else { &client_name }),
+        name = escape(if client_name == pending.client_id { "unnamed client" } else { &client_name }),
         client_id = escape(&pending.client_id),
         base = escape(app.config.base_url()),
         session = escape(session),

@@ -31,7 +31,7 @@ pub async fn get_authorization_server(app: web::Data<AppState>) -> HttpResponse 
         "scopes_supported": c.oauth.scopes_supported,
         "authorization_response_iss_parameter_supported": true,
         "access_token_signing_alg_values_supported": algs,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": app.cimd.is_some(),
     });
     if c.registration.enabled {
         doc["registration_endpoint"] = json!(format!("{base}/register"));

@@ -20,7 +20,7 @@ fn credentials(req: &HttpRequest, form: &Params) -> Result<ClientCredentials, Er
 
 /// Authenticates the calling client from the Authorization header or the form.
 async fn client_of(app: &AppState, req: &HttpRequest, form: &Params) -> Result<ClientRecord, Error> {
-    client::authenticate(app.store.as_ref(), &credentials(req, form)?).await
+    client::authenticate(app, &credentials(req, form)?).await
 }
 
 /// Issues tokens for the `authorization_code` and `refresh_token` grants.
@@ -37,7 +37,7 @@ pub async fn post_token(
     {
         return Ok(super::rate_limited(&app, Bucket::TokenPerClient, wait, app.dialect.client_ip(&req)));
     }
-    let client = client::authenticate(app.store.as_ref(), &creds).await?;
+    let client = client::authenticate(&app, &creds).await?;
     let tokens = grant::exchange(&app, &client, &form).await?;
     Ok(no_store(HttpResponse::Ok()).json(tokens))
 }

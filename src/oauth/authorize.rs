@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::client::GRANT_AUTHORIZATION_CODE;
+use super::client::{GRANT_AUTHORIZATION_CODE, LookupError, lookup};
 use super::params::Params;
 use super::secret::{AuthCode, random_token};
 use super::{pkce, redirect, scope};
@@ -105,14 +105,30 @@ pub async fn validate(app: &AppState, query: &str) -> Result<PendingAuthorizatio
     let Some(client_id) = params.get("client_id") else {
         return Err(AuthorizeError::page("The request has no client_id."));
     };
-    let Some(client) = app.store.get_client(client_id).await.map_err(Error::from)? else {
-        return Err(AuthorizeError::page("The client is not registered with this server."));
+    let client = match lookup(app, client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(AuthorizeError::page("The client is not registered with this server.")),
+        Err(LookupError::Store(e)) => return Err(Error::from(e).into()),
+        Err(LookupError::Document(e)) => {
+            // Not a redirect: without a usable document, the redirect URI is not trusted. A 400
+            // even when the document's server failed: the caller chose that server.
+            let mut message = e.to_string();
+            if let Some(first) = message.get(..1) {
+                message.replace_range(..1, &first.to_uppercase());
+            }
+            return Err(AuthorizeError::page(format!("{message}.")));
+        }
     };
     let registered = &client.metadata.redirect_uris;
     let (redirect_uri, explicit) = match params.get("redirect_uri") {
         Some(presented) => match redirect::find_match(registered, presented) {
             // The presented value (a loopback one may differ in port) is where the code goes.
             Some(_) => (presented.to_owned(), true),
+            None if super::cimd::is_document_client_id(&client.client_id) => {
+                return Err(AuthorizeError::page(
+                    "The redirect_uri is not listed in the redirect_uris of the client's metadata document.",
+                ));
+            }
             None => {
                 return Err(AuthorizeError::page("The redirect_uri is not registered for this client."));
             }

@@ -5,10 +5,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{redirect, scope, secret};
+use super::{cimd, redirect, scope, secret};
+use crate::AppState;
 use crate::config::Config;
 use crate::error::{Error, ErrorCode};
-use crate::store::{ClientRecord, Store};
+use crate::store::{ClientRecord, StoreError};
 
 /// RFC 6749 §4.1 grant.
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
@@ -305,15 +306,55 @@ fn parse_basic(b64: &str) -> Result<(String, String), Error> {
     Ok((decode(id)?, decode(secret)?))
 }
 
+/// Why a client could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A metadata document client whose document cannot be used.
+    #[error(transparent)]
+    Document(#[from] cimd::DocumentError),
+}
+
+impl From<LookupError> for Error {
+    fn from(err: LookupError) -> Self {
+        match err {
+            LookupError::Store(e) => Error::Store(e),
+            LookupError::Document(e) => Error::invalid_client(e.to_string()),
+        }
+    }
+}
+
+/// The client `client_id` names: a registered one from the store, or, when `[cimd]` is enabled
+/// and the id is an https URL, the client its metadata document describes (never stored).
+pub async fn lookup(app: &AppState, client_id: &str) -> Result<Option<ClientRecord>, LookupError> {
+    if let Some(documents) = &app.cimd
+        && cimd::is_document_client_id(client_id)
+    {
+        return Ok(Some(documents.client(client_id, &app.config).await?));
+    }
+    if client_id.is_empty() || client_id.len() > MAX_REGISTERED_ID_LEN {
+        return Ok(None);
+    }
+    Ok(app.store.get_client(client_id).await?)
+}
+
+/// Longest id of a registered client looked up in the store (ours are 22 characters).
+const MAX_REGISTERED_ID_LEN: usize = 256;
+
 /// Authenticates the client of a token, revocation or introspection request. Public clients
 /// identify themselves with `client_id` alone; confidential ones must present their secret.
-pub async fn authenticate(store: &dyn Store, creds: &ClientCredentials) -> Result<ClientRecord, Error> {
+pub async fn authenticate(app: &AppState, creds: &ClientCredentials) -> Result<ClientRecord, Error> {
     let fail = |d: &str| Error::InvalidClient { description: d.into(), basic: creds.via_basic };
-    let Some(client_id) = creds.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 256) else {
+    let Some(client_id) = creds.client_id.as_deref().filter(|id| !id.is_empty()) else {
         return Err(fail("client authentication is required (client_id)"));
     };
-    let Some(client) = store.get_client(client_id).await? else {
-        return Err(fail("unknown client or bad credentials"));
+    let client = match lookup(app, client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(fail("unknown client or bad credentials")),
+        Err(LookupError::Document(e)) => return Err(fail(&e.to_string())),
+        Err(LookupError::Store(e)) => return Err(e.into()),
     };
     match (&client.secret_hash, &creds.secret) {
         (None, None) => Ok(client),

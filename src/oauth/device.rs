@@ -81,13 +81,13 @@ fn new_user_code() -> String {
 /// The client of a device authorization request (see the module notes on authentication).
 pub async fn client_of(app: &AppState, creds: &ClientCredentials) -> Result<ClientRecord, Error> {
     if creds.secret.is_some() || creds.via_basic {
-        return client::authenticate(app.store.as_ref(), creds).await;
+        return client::authenticate(app, creds).await;
     }
     let unknown = || Error::InvalidClient { description: "unknown client".into(), basic: false };
-    let Some(client_id) = creds.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 256) else {
+    let Some(client_id) = creds.client_id.as_deref().filter(|id| !id.is_empty()) else {
         return Err(Error::InvalidClient { description: "client_id is required".into(), basic: false });
     };
-    app.store.get_client(client_id).await?.ok_or_else(unknown)
+    client::lookup(app, client_id).await?.ok_or_else(unknown)
 }
 
 /// `POST /device_authorization` (RFC 8628 §3.1-3.2) for `client`.

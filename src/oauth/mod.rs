@@ -1,7 +1,9 @@
 //! OAuth 2.1 protocol logic, free of HTTP framework types: clients and their authentication,
-//! redirect URI rules, PKCE, scopes, secrets, and the grants of the token endpoint.
+//! client ID metadata documents, redirect URI rules, PKCE, scopes, secrets, and the grants of
+//! the token endpoint.
 
 pub mod authorize;
+pub mod cimd;
 pub mod client;
 pub mod device;
 pub mod grant;
