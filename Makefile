@@ -12,7 +12,7 @@ BIN_RELEASE := $(CARGO_TARGET_DIR)/release/mcp-authd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help build release run test test-deps lint fmt bench fuzz fuzz-smoke clean
+.PHONY: help build release run test test-deps lint fmt bench fuzz fuzz-smoke helm-lint clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,9 +49,13 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	cargo fmt --all
 
-test: test-deps lint ## Install test dependencies, lint, and run every test (and every fuzz target for 10 s)
+test: test-deps lint ## Install test dependencies, lint, and run every test (and every fuzz target for 10 s, and the chart checks)
 	cargo test --workspace --all-targets --locked
+	$(MAKE) helm-lint MCP_AUTHD_BIN=$(CARGO_TARGET_DIR)/debug/mcp-authd
 	$(MAKE) fuzz-smoke
+
+helm-lint: ## Lint, render, schema-check and assert the Helm chart for every helm/mcp-authd/ci/*-values.yaml (offline; MCP_AUTHD_BIN=… also runs check-config on each rendered configuration)
+	@python=$$(tests/helm/install.sh) && MCP_AUTHD_BIN="$(MCP_AUTHD_BIN)" $$python tests/helm/check.py
 
 FUZZ_SECONDS ?= 300
 fuzz: ## Fuzz every parser that sees untrusted input, FUZZ_SECONDS (300) each; see fuzz/run.sh
