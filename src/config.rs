@@ -1041,6 +1041,17 @@ impl Config {
         if self.cimd.enabled && self.cimd.extra_ca_file.is_some() {
             w.push("cimd.extra_ca_file is set: client metadata document hosts are trusted with that CA too (tests and development)".into());
         }
+        let issuer_host = Url::parse(&self.server.issuer).ok().and_then(|u| u.host_str().map(str::to_owned));
+        let bind_ip = self.server.bind.parse::<SocketAddr>().ok().map(|a| a.ip());
+        if let (Some(host), Some(ip)) = (issuer_host, bind_ip)
+            && is_loopback_host(&host)
+            && !ip.is_loopback()
+        {
+            w.push(format!(
+                "server.issuer {:?} is a loopback URL but the server listens on {}: clients on other machines are sent to log in there; set server.issuer to the public URL they reach this server at",
+                self.server.issuer, self.server.bind
+            ));
+        }
         if self.verify.forward_token {
             w.push("verify.forward_token = true: the MCP servers behind the proxy receive users' bearer tokens".into());
         }

@@ -40,6 +40,31 @@ fn check_config_reports_every_problem_with_its_setting() {
 }
 
 #[test]
+fn check_config_warns_of_a_loopback_issuer_on_a_public_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("public.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&file, format!("[server]\nbind = \"0.0.0.0:8080\"\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    let out = bin().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "a warning, not an error: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "warning: server.issuer \"http://localhost:8080\" is a loopback URL but the server listens on 0.0.0.0:8080"
+        ),
+        "{text}"
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .env("MCP_AUTHD__SERVER__ISSUER", "https://auth.example.com")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("loopback URL"));
+}
+
+#[test]
 fn check_config_reports_bad_rate_limits() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("limits.toml");
