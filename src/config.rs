@@ -21,6 +21,7 @@ const ENV_LIST_KEYS: &[&str] = &[
     "oauth.allowed_users",
     "github.allowed_users",
     "github.allowed_orgs",
+    "github.allowed_teams",
     "github.scopes",
     "tokens.previous_key_files",
     "cimd.allowed_domains",
@@ -356,6 +357,9 @@ pub struct GithubConfig {
     pub allowed_users: Vec<String>,
     /// Organisations whose members are allowed; empty = no org check.
     pub allowed_orgs: Vec<String>,
+    /// Teams whose members are allowed, as `org/team-slug` (case-insensitive); empty = no team
+    /// check. Reading teams needs the `read:org` scope, which is then requested.
+    pub allowed_teams: Vec<String>,
     /// Scopes requested from GitHub.
     pub scopes: Vec<String>,
 }
@@ -371,6 +375,7 @@ impl Default for GithubConfig {
             api_url: "https://api.github.com".into(),
             allowed_users: Vec::new(),
             allowed_orgs: Vec::new(),
+            allowed_teams: Vec::new(),
             scopes: vec!["read:user".into(), "user:email".into()],
         }
     }
@@ -820,6 +825,14 @@ impl Config {
                     "{}: required when github.client_id is set (or github.client_secret_file)",
                     setting("github.client_secret")
                 ));
+            }
+            for team in &gh.allowed_teams {
+                if !team
+                    .split_once('/')
+                    .is_some_and(|(org, slug)| !org.is_empty() && !slug.is_empty() && !slug.contains('/'))
+                {
+                    p.push(format!("{}: {team:?} is not org/team-slug", setting("github.allowed_teams")));
+                }
             }
             for (v, key) in [
                 (&gh.authorize_url, "github.authorize_url"),

@@ -344,3 +344,62 @@ async fn github_refresh_checks_the_allow_lists_again() {
     assert_eq!(verify(&s, Some(access), RESOURCE).await.status(), StatusCode::UNAUTHORIZED, "the login is revoked");
     assert!(s.logs().contains("no longer on the allow-lists of github"));
 }
+
+#[tokio::test]
+async fn github_teams_allow_members_and_refresh_checks_them_again() {
+    // Only the team `acme/mcp-users` (GET /user/teams, needs read:org) lets someone in.
+    let gh = GithubStandIn::start(GhUser { id: 9, login: "teammate".into(), email: None, orgs: vec!["acme".into()] });
+    let mut s = Server::start_with(Options {
+        toml: gh.config("allowed_teams = [\"ACME/mcp-users\"]"),
+        no_local_users: true,
+        ..Options::default()
+    });
+    let client = register_public(&s).await;
+    let p = pkce();
+    // In the organisation but not in the team: refused, as an RFC 6749 error redirect.
+    gh.set_teams(&[("acme", "everyone"), ("other", "mcp-users")]);
+    let back = login_github(&s, &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
+    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"), "{back}");
+    assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
+    assert_eq!(param(&back, "iss").as_deref(), Some(s.base.as_str()));
+    assert!(param(&back, "code").is_none());
+    assert!(gh.last_scope().split([' ', ',']).any(|s| s == "read:org"), "teams need read:org: {}", gh.last_scope());
+
+    // In the team: allowed (case-insensitively), and the access token names it among the groups.
+    gh.set_teams(&[("acme", "everyone"), ("Acme", "MCP-Users")]);
+    let back = login_github(&s, &authorize_url(&s, &client.id, REDIRECT, &p.challenge, RESOURCE)).await;
+    let code = param(&back, "code").unwrap_or_else(|| panic!("a team member logs in: {back}"));
+    let (status, tokens) = redeem(&s, &client.id, &code, &p.verifier, Some(RESOURCE)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, rotated) = refresh(&s, &client.id, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+
+    // The team taken off the allow-list: the next refresh ends the login.
+    s.edit_config("allowed_teams = [\"ACME/mcp-users\"]", "allowed_teams = [\"acme/admins\"]");
+    s.restart();
+    let (status, body) = refresh(&s, &client.id, rotated["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    assert!(s.logs().contains("no longer on the allow-lists of github"));
+}
+
+#[tokio::test]
+async fn github_teams_must_be_org_slash_slug() {
+    let gh = GithubStandIn::start(octocat());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("teams.toml");
+    std::fs::write(&file, gh.config("allowed_teams = [\"acme\", \"acme/a/b\", \"/x\", \"acme/ok\"]")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-authd"))
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .env_remove("MCP_AUTHD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    for bad in ["\"acme\" is not org/team-slug", "\"acme/a/b\" is not org/team-slug", "\"/x\" is not org/team-slug"] {
+        assert!(err.contains(bad), "{bad} missing from {err}");
+    }
+    assert!(!err.contains("\"acme/ok\""), "{err}");
+    assert!(err.contains("github.allowed_teams (MCP_AUTHD__GITHUB__ALLOWED_TEAMS)"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! GitHub and GitHub Enterprise login (OAuth Apps): the authorization code flow with PKCE
-//! through the `oauth2` crate, then the REST API for the user, their e-mail and organisations.
+//! through the `oauth2` crate, then the REST API for the user, their e-mail, organisations and
+//! teams.
 //! Every URL is configurable, which is how GitHub Enterprise (and the tests' loopback stand-in)
 //! are reached.
 
@@ -21,6 +22,8 @@ pub struct GithubProvider {
     http: reqwest::Client,
     /// Whether the user's organisations are read (an org allow-list here or on a resource).
     fetch_orgs: bool,
+    /// Whether the user's teams are read (a team allow-list here, or `org/team` on a resource).
+    fetch_teams: bool,
 }
 
 #[derive(Deserialize)]
@@ -43,17 +46,26 @@ struct GithubOrg {
     login: String,
 }
 
+/// An entry of `GET /user/teams`.
+#[derive(Deserialize)]
+struct GithubTeam {
+    slug: String,
+    organization: GithubOrg,
+}
+
 impl GithubProvider {
-    /// A provider for the configured OAuth App. With `resource_orgs` (some resource's policy
-    /// names organisations) the user's organisations are read at every login.
-    pub fn new(cfg: GithubConfig, http: reqwest::Client, resource_orgs: bool) -> Self {
-        let fetch_orgs = resource_orgs || !cfg.allowed_orgs.is_empty();
-        Self { cfg, http, fetch_orgs }
+    /// A provider for the configured OAuth App. `resource_groups` are the groups some
+    /// resource's policy names: with any, the user's organisations are read at every login, and
+    /// with an `org/team` among them, the user's teams too.
+    pub fn new(cfg: GithubConfig, http: reqwest::Client, resource_groups: &[String]) -> Self {
+        let fetch_teams = !cfg.allowed_teams.is_empty() || resource_groups.iter().any(|g| g.contains('/'));
+        let fetch_orgs = !resource_groups.is_empty() || !cfg.allowed_orgs.is_empty();
+        Self { cfg, http, fetch_orgs, fetch_teams }
     }
 
     fn scopes(&self) -> Vec<String> {
         let mut scopes = self.cfg.scopes.clone();
-        if self.fetch_orgs && !scopes.iter().any(|s| s == "read:org") {
+        if (self.fetch_orgs || self.fetch_teams) && !scopes.iter().any(|s| s == "read:org") {
             scopes.push("read:org".into());
         }
         scopes
@@ -153,21 +165,26 @@ impl IdentityProvider for GithubProvider {
             let member_of: Vec<GithubOrg> = self.api(access, "/user/orgs?per_page=100").await?;
             user.groups = member_of.into_iter().map(|o| o.login).collect();
         }
+        if self.fetch_teams {
+            // Teams are groups too, as `org/team-slug` (no organisation name has a slash).
+            let teams: Vec<GithubTeam> = self.api(access, "/user/teams?per_page=100").await?;
+            user.groups.extend(teams.into_iter().map(|t| format!("{}/{}", t.organization.login, t.slug)));
+        }
         if !self.still_allowed(&user) {
             return Err(UpstreamError::Denied(format!("GitHub user {} is not allowed", user.name)));
         }
         Ok(user)
     }
 
-    /// Allowed when no list is set, or when on either list that is set. At a refresh the
-    /// organisations are those read at login: leaving an organisation on GitHub takes effect at
-    /// the next login, removing one from `allowed_orgs` at the next refresh.
+    /// Allowed when no list is set, or when on any list that is set. At a refresh the
+    /// organisations and teams are those read at login: leaving one on GitHub takes effect at the
+    /// next login, removing one from `allowed_orgs` or `allowed_teams` at the next refresh.
     fn still_allowed(&self, user: &User) -> bool {
-        let (users, orgs) = (&self.cfg.allowed_users, &self.cfg.allowed_orgs);
-        if users.is_empty() && orgs.is_empty() {
+        let (users, orgs, teams) = (&self.cfg.allowed_users, &self.cfg.allowed_orgs, &self.cfg.allowed_teams);
+        if users.is_empty() && orgs.is_empty() && teams.is_empty() {
             return true;
         }
-        (!users.is_empty() && listed(users, user))
-            || user.groups.iter().any(|g| orgs.iter().any(|a| a.eq_ignore_ascii_case(g)))
+        let member = |list: &[String]| user.groups.iter().any(|g| list.iter().any(|a| a.eq_ignore_ascii_case(g)));
+        (!users.is_empty() && listed(users, user)) || member(orgs) || member(teams)
     }
 }

@@ -72,8 +72,8 @@ impl Upstreams {
     pub fn from_config(config: &Config, http: reqwest::Client) -> Self {
         let mut redirect: Vec<Box<dyn IdentityProvider>> = Vec::new();
         if config.github.enabled() {
-            let resource_orgs = config.resources.iter().any(|r| !r.allowed_orgs.is_empty());
-            redirect.push(Box::new(github::GithubProvider::new(config.github.clone(), http.clone(), resource_orgs)));
+            let resource_groups: Vec<String> = config.resources.iter().flat_map(|r| r.allowed_orgs.clone()).collect();
+            redirect.push(Box::new(github::GithubProvider::new(config.github.clone(), http.clone(), &resource_groups)));
         }
         for o in &config.oidc {
             redirect.push(Box::new(oidc::OidcProvider::new(o.clone(), http.clone())));

@@ -1,6 +1,6 @@
 //! A loopback stand-in for GitHub's OAuth and REST endpoints, as documented by GitHub
 //! (`/login/oauth/authorize`, `/login/oauth/access_token`, `/api/v3/user`, `/user/emails`,
-//! `/user/orgs`). mcp-authd reaches it through the GitHub Enterprise URL settings. Its
+//! `/user/orgs`, `/user/teams`). mcp-authd reaches it through the GitHub Enterprise URL settings. Its
 //! "authorize" step approves at once as the configured user, like a browser that is signed in.
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
@@ -37,6 +37,10 @@ struct State {
     codes: HashMap<String, (String, String)>, // code -> (challenge, redirect_uri)
     tokens: HashMap<String, GhUser>,
     exchanges: usize,
+    /// Teams of whoever is signed in: (organisation, team slug).
+    teams: Vec<(String, String)>,
+    /// The `scope` of the last authorization request.
+    scope: String,
 }
 
 /// The running stand-in.
@@ -56,6 +60,7 @@ async fn authorize(state: web::Data<Arc<Mutex<State>>>, q: web::Query<HashMap<St
     assert_eq!(q.get("client_id").map(String::as_str), Some(CLIENT_ID), "client_id sent to GitHub");
     assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"), "mcp-authd uses PKCE upstream");
     let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
+    st.scope = q.get("scope").cloned().unwrap_or_default();
     let code = random();
     st.codes.insert(code.clone(), (q.get("code_challenge").cloned().unwrap_or_default(), redirect.clone()));
     let mut url = url::Url::parse(&redirect).unwrap();
@@ -122,6 +127,20 @@ async fn api_orgs(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> Http
     }
 }
 
+async fn api_teams(state: web::Data<Arc<Mutex<State>>>, req: HttpRequest) -> HttpResponse {
+    if user_of(&state, &req).is_none() {
+        return HttpResponse::Unauthorized().json(json!({ "message": "Bad credentials" }));
+    }
+    let teams = state.lock().unwrap().teams.clone();
+    // The documented shape (GET /user/teams), trimmed to what matters here.
+    HttpResponse::Ok().json(
+        teams
+            .iter()
+            .map(|(org, slug)| json!({ "slug": slug, "name": slug.to_uppercase(), "organization": { "login": org } }))
+            .collect::<Vec<_>>(),
+    )
+}
+
 impl GithubStandIn {
     /// Starts on a free loopback port, with `user` signed in.
     pub fn start(user: GhUser) -> Self {
@@ -140,6 +159,7 @@ impl GithubStandIn {
                         .route("/api/v3/user", web::get().to(api_user))
                         .route("/api/v3/user/emails", web::get().to(api_emails))
                         .route("/api/v3/user/orgs", web::get().to(api_orgs))
+                        .route("/api/v3/user/teams", web::get().to(api_teams))
                 })
                 .workers(1)
                 .disable_signals()
@@ -166,6 +186,16 @@ impl GithubStandIn {
     /// Changes who is signed in.
     pub fn sign_in(&self, user: GhUser) {
         self.state.lock().unwrap().user = Some(user);
+    }
+
+    /// Sets the teams of whoever signs in: (organisation, team slug).
+    pub fn set_teams(&self, teams: &[(&str, &str)]) {
+        self.state.lock().unwrap().teams = teams.iter().map(|(o, t)| (o.to_string(), t.to_string())).collect();
+    }
+
+    /// The scopes mcp-authd asked GitHub for in its last authorization request.
+    pub fn last_scope(&self) -> String {
+        self.state.lock().unwrap().scope.clone()
     }
 
     /// How many code exchanges mcp-authd made.
