@@ -55,7 +55,7 @@ test: test-deps lint ## Install test dependencies, lint, and run every test (and
 	$(MAKE) fuzz-smoke
 
 helm-lint: ## Lint, render, schema-check and assert the Helm chart for every helm/mcp-authd/ci/*-values.yaml (offline; MCP_AUTHD_BIN=… also runs check-config on each rendered configuration)
-	@python=$$(tests/helm/install.sh) && MCP_AUTHD_BIN="$(MCP_AUTHD_BIN)" $$python tests/helm/check.py
+	@py=$$(tests/helm/install.sh | tail -n 1) && MCP_AUTHD_BIN="$(MCP_AUTHD_BIN)" "$$py" tests/helm/check.py
 
 FUZZ_SECONDS ?= 300
 fuzz: ## Fuzz every parser that sees untrusted input, FUZZ_SECONDS (300) each; see fuzz/run.sh
