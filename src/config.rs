@@ -251,6 +251,24 @@ pub struct OAuthConfig {
     /// The identity provider users are sent to straight away (`github` or an `[[oidc]]` id),
     /// skipping the sign-in page; empty = the page, unless there is only one way to sign in.
     pub default_provider: String,
+    /// Whether the user is asked to approve each client after signing in.
+    pub consent: ConsentMode,
+    /// Seconds a remembered consent lasts (`consent = "remember"`).
+    pub consent_ttl: u64,
+}
+
+/// `oauth.consent`: when the consent page is shown.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Never: signing in is consenting (the default; the user chose to connect the client).
+    #[default]
+    Off,
+    /// At every authorization.
+    Always,
+    /// Once per user, client and resource, until a wider scope is asked for, the consent
+    /// expires (`consent_ttl`), or the user's or the client's tokens are revoked.
+    Remember,
 }
 
 impl Default for OAuthConfig {
@@ -260,6 +278,8 @@ impl Default for OAuthConfig {
             default_scopes: vec!["mcp".into()],
             allowed_users: Vec::new(),
             default_provider: String::new(),
+            consent: ConsentMode::Off,
+            consent_ttl: 180 * 24 * 3600,
         }
     }
 }

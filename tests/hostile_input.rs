@@ -304,6 +304,9 @@ async fn every_endpoint_answers_hostile_parameters_with_its_rfc_error() {
     sent += barrage_form(&s, "GET", "/device", &[("user_code", "ABCD-EFGH".to_owned())], Kind::Page).await;
     let base = [("session", "s".to_owned()), ("decision", "approve".to_owned())];
     sent += barrage_form(&s, "POST", "/device/confirm", &base, Kind::Page).await;
+    let base = [("session", "s".to_owned()), ("decision", "allow".to_owned())];
+    sent += barrage_form(&s, "POST", "/consent", &base, Kind::Page).await;
+    sent += barrage_form(&s, "GET", "/consent", &[("session", "s".to_owned())], Kind::Page).await;
     sent += barrage_form(&s, "GET", "/device/confirm", &[("session", "s".to_owned())], Kind::Page).await;
     assert!(sent > 1000, "{sent} hostile requests");
 

@@ -17,8 +17,8 @@ use mcp_authd::oauth::client::{AuthMethod, ClientMetadata};
 use mcp_authd::store::embedded::EmbeddedStore;
 use mcp_authd::store::redis::RedisStore;
 use mcp_authd::store::{
-    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, DeviceStatus, FeedEvent, PendingAuthorization,
-    RefreshRecord, RefreshTake, Revocation, RevocationTarget, Store, User, now,
+    ClientRecord, CodeGrant, CodeTake, Consent, DevicePoll, DeviceRecord, DeviceStatus, FeedEvent,
+    PendingAuthorization, RefreshRecord, RefreshTake, Revocation, RevocationTarget, Store, User, now,
 };
 
 use common::redis::{RedisServer, free_port};
@@ -125,6 +125,7 @@ async fn suite(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
     clients(&*store).await;
     pendings(&*store).await;
+    consents(&*store).await;
     codes(&*store).await;
     refresh_tokens(&*store).await;
     revocations(&*store).await;
@@ -261,6 +262,28 @@ async fn pendings(store: &dyn Store) {
     assert_eq!(store.take_pending(&pid).await.unwrap(), Some(pending()));
     assert_eq!(store.take_pending(&pid).await.unwrap(), None, "second take");
     assert_eq!(store.get_pending(&pid).await.unwrap(), None);
+}
+
+/// Remembered consents: kept under their key, overwritten by a newer answer, gone after their
+/// lifetime.
+async fn consents(store: &dyn Store) {
+    let key = id();
+    assert_eq!(store.get_consent(&key).await.unwrap(), None);
+    let first = Consent { scope: "mcp".into(), granted_at: now() };
+    store.put_consent(&key, &first, MINUTE).await.unwrap();
+    assert_eq!(store.get_consent(&key).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_consent(&key).await.unwrap(), Some(first), "get does not consume");
+    let wider = Consent { scope: "mcp admin".into(), granted_at: now() };
+    store.put_consent(&key, &wider, MINUTE).await.unwrap();
+    assert_eq!(store.get_consent(&key).await.unwrap(), Some(wider));
+    assert_eq!(store.get_consent(&id()).await.unwrap(), None, "keys are separate");
+    let short = id();
+    store
+        .put_consent(&short, &Consent { scope: "mcp".into(), granted_at: now() }, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(store.get_consent(&short).await.unwrap(), None, "consent expired");
 }
 
 async fn codes(store: &dyn Store) {

@@ -36,7 +36,7 @@ fn found(location: &str) -> HttpResponse {
     HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
 }
 
-fn respond_error(err: AuthorizeError) -> HttpResponse {
+pub(super) fn respond_error(err: AuthorizeError) -> HttpResponse {
     match err {
         AuthorizeError::Page { status, message } => page::error(status, &message),
         AuthorizeError::Redirect(location) => found(&location),
@@ -149,7 +149,7 @@ pub(super) async fn go_log_in(
 }
 
 /// Loads the parked request of a login page, checking the browser.
-async fn pending_for(
+pub(super) async fn pending_for(
     app: &AppState,
     req: &HttpRequest,
     session: Option<&str>,

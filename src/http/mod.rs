@@ -2,6 +2,7 @@
 //! table [`configure`] used by the server and by every test.
 
 pub mod authorize;
+pub mod consent;
 pub mod device;
 pub mod health;
 pub mod metadata;
@@ -76,6 +77,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(RateLimit(Bucket::Login))
                 .route(web::get().to(authorize::get_login))
                 .route(web::post().to(authorize::post_login)),
+        )
+        .service(
+            resource(&["/consent"])
+                .wrap(RateLimit(Bucket::Login))
+                .route(web::get().to(consent::get_consent))
+                .route(web::post().to(consent::post_consent)),
         )
         .service(
             resource(&["/login/{provider}"])

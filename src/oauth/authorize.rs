@@ -12,12 +12,14 @@ use url::Url;
 
 use super::client::{GRANT_AUTHORIZATION_CODE, LookupError, lookup};
 use super::params::Params;
-use super::secret::{AuthCode, random_token};
+use super::secret::{AuthCode, digest, random_token};
 use super::{pkce, redirect, scope};
 use crate::AppState;
+use crate::config::ConsentMode;
 use crate::error::{Error, ErrorCode};
-use crate::store::{CodeGrant, PendingAuthorization, User, now};
+use crate::store::{CodeGrant, Consent, PendingAuthorization, User, now};
 use crate::upstream::listed;
+use crate::verify::revocation::TokenIds;
 
 /// Longest `state` echoed back.
 const MAX_STATE_LEN: usize = 2048;
@@ -222,6 +224,89 @@ pub async fn complete(app: &AppState, pending: PendingAuthorization, user: User)
             "this user is not allowed to use this server",
         ));
     }
+    if consent_needed(app, &pending, &user).await? {
+        return park_for_consent(app, pending, user).await;
+    }
+    issue_code(app, pending, user).await
+}
+
+/// The digest a remembered consent is stored under.
+fn consent_key(user: &User, client_id: &str, resource: &str) -> String {
+    digest(&format!("consent\n{}\n{client_id}\n{resource}", user.id))
+}
+
+/// Whether the user must be asked (`oauth.consent`): always, or with `remember` unless a
+/// consent to this client for this resource covers the scopes and has not been revoked since.
+async fn consent_needed(app: &AppState, pending: &PendingAuthorization, user: &User) -> Result<bool, AuthorizeError> {
+    match app.config.oauth.consent {
+        ConsentMode::Off => Ok(false),
+        ConsentMode::Always => Ok(true),
+        ConsentMode::Remember => {
+            let key = consent_key(user, &pending.client_id, &pending.resource);
+            let Some(consent) = app.store.get_consent(&key).await.map_err(Error::from)? else {
+                return Ok(true);
+            };
+            let wanted: Vec<String> = pending.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            // The user's or the client's tokens revoked since (the operator, a deleted client):
+            // ask again. A stale revocation set (its feed down) asks too.
+            let ids =
+                TokenIds { jti: "", sid: "", client_id: &pending.client_id, sub: &user.id, iat: consent.granted_at };
+            let revoked = app.revocations.is_revoked(&ids) != Some(false);
+            Ok(revoked || !scope::contains_all(&consent.scope, &wanted))
+        }
+    }
+}
+
+/// Parks the authorization with the user who logged in, and sends the browser to the consent
+/// page (`GET /consent?session=`), in the same browser (the parked request keeps its binding).
+async fn park_for_consent(
+    app: &AppState,
+    mut pending: PendingAuthorization,
+    user: User,
+) -> Result<String, AuthorizeError> {
+    pending.user = Some(user);
+    pending.auth_time = Some(now());
+    let id = random_token(32);
+    let ttl = Duration::from_secs(app.config.tokens.login_ttl);
+    app.store.put_pending(&id, &pending, ttl).await.map_err(Error::from)?;
+    Ok(format!("{}/consent?session={id}", app.config.base_url()))
+}
+
+/// The user's answer on the consent page, for an authorization parked by [`complete`]. Allowed:
+/// the code (and, with `remember`, the consent kept); denied: `access_denied` back to the client.
+pub async fn decide_consent(
+    app: &AppState,
+    pending: PendingAuthorization,
+    allow: bool,
+) -> Result<String, AuthorizeError> {
+    let Some(user) = pending.user.clone() else {
+        return Err(AuthorizeError::Page { status: 400, message: "This request has no sign-in to approve.".into() });
+    };
+    let issuer = app.config.server.issuer.as_str();
+    if !allow {
+        tracing::info!(audit = "consent_denied", auth = "failure", client_id = %pending.client_id, sub = %user.id, resource = %pending.resource, "the user denied the client");
+        return Err(error_redirect(
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            issuer,
+            ErrorCode::AccessDenied,
+            "the user denied the request",
+        ));
+    }
+    tracing::info!(audit = "consent_granted", client_id = %pending.client_id, sub = %user.id, resource = %pending.resource, scope = %pending.scope, "the user allowed the client");
+    if app.config.oauth.consent == ConsentMode::Remember {
+        let consent = Consent { scope: pending.scope.clone(), granted_at: now() };
+        let ttl = Duration::from_secs(app.config.oauth.consent_ttl);
+        let key = consent_key(&user, &pending.client_id, &pending.resource);
+        app.store.put_consent(&key, &consent, ttl).await.map_err(Error::from)?;
+    }
+    issue_code(app, pending, user).await
+}
+
+/// Issues the code for a completed login and builds the redirect back to the client.
+async fn issue_code(app: &AppState, pending: PendingAuthorization, user: User) -> Result<String, AuthorizeError> {
+    let issuer = app.config.server.issuer.as_str();
+    let state = pending.state.as_deref();
     let code = AuthCode::generate();
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),

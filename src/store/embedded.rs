@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, PendingAuthorization, RefreshRecord, RefreshTake,
-    Revocation, Store, StoreError, StoreResult, User, now,
+    ClientRecord, CodeGrant, CodeTake, Consent, DevicePoll, DeviceRecord, PendingAuthorization, RefreshRecord,
+    RefreshTake, Revocation, Store, StoreError, StoreResult, User, now,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -31,12 +31,14 @@ const REFRESH: Table = TableDefinition::new("refresh_tokens");
 const REVOCATIONS: Table = TableDefinition::new("revocations");
 const DEVICES: Table = TableDefinition::new("device_authorizations");
 const USER_CODES: Table = TableDefinition::new("device_user_codes");
+const CONSENTS: Table = TableDefinition::new("consents");
 
 /// Every table, created at open.
-const TABLES: [Table; 8] = [CLIENTS, PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES];
+const TABLES: [Table; 9] =
+    [CLIENTS, PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES, CONSENTS];
 
 /// Tables holding records with an expiry, swept periodically.
-const EXPIRING: [Table; 7] = [PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES];
+const EXPIRING: [Table; 8] = [PENDING, CODES, CODE_TOMBSTONES, REFRESH, REVOCATIONS, DEVICES, USER_CODES, CONSENTS];
 
 /// How a record sits in a table: its value and, for ephemeral records, when it dies.
 #[derive(Serialize, Deserialize)]
@@ -261,6 +263,14 @@ impl Store for EmbeddedStore {
         })
         .await
         .map_err(unavailable)?
+    }
+
+    async fn put_consent(&self, key: &str, consent: &Consent, ttl: Duration) -> StoreResult<()> {
+        self.put(CONSENTS, key, consent, Some(expiry_after(ttl))).await
+    }
+
+    async fn get_consent(&self, key: &str) -> StoreResult<Option<Consent>> {
+        self.get(CONSENTS, key).await
     }
 
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {

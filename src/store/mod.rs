@@ -69,6 +69,16 @@ pub struct ClientRecord {
     pub metadata: ClientMetadata,
 }
 
+/// A user's consent to a client for a resource, remembered (`oauth.consent = "remember"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The scopes consented to (space separated); a request within them is not asked again.
+    pub scope: String,
+    /// When (seconds since the epoch): a revocation of the user or the client after this
+    /// forgets it.
+    pub granted_at: i64,
+}
+
 /// An authorization request parked while the user logs in upstream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
@@ -340,6 +350,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered client, in no particular order (the operator's `clients list`).
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
 
+    /// Remembers a consent under `key` (a digest of user, client and resource) for `ttl`.
+    async fn put_consent(&self, key: &str, consent: &Consent, ttl: Duration) -> StoreResult<()>;
+    /// The consent remembered under `key`, if any and not expired.
+    async fn get_consent(&self, key: &str) -> StoreResult<Option<Consent>>;
     /// Parks an authorization request under a random id for `ttl`.
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()>;
     /// Reads a parked request without consuming it.

@@ -47,8 +47,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{
-    ClientRecord, CodeGrant, CodeTake, DevicePoll, DeviceRecord, FeedEvent, PendingAuthorization, RefreshRecord,
-    RefreshTake, Revocation, Store, StoreError, StoreResult, User, now,
+    ClientRecord, CodeGrant, CodeTake, Consent, DevicePoll, DeviceRecord, FeedEvent, PendingAuthorization,
+    RefreshRecord, RefreshTake, Revocation, Store, StoreError, StoreResult, User, now,
 };
 use crate::config::StoreConfig;
 
@@ -481,6 +481,14 @@ impl Store for RedisStore {
             }
             cursor = next;
         }
+    }
+
+    async fn put_consent(&self, key: &str, consent: &Consent, ttl: Duration) -> StoreResult<()> {
+        self.put_json("consent", key, consent, ttl).await
+    }
+
+    async fn get_consent(&self, key: &str) -> StoreResult<Option<Consent>> {
+        self.get_json("consent", key).await
     }
 
     async fn put_pending(&self, id: &str, pending: &PendingAuthorization, ttl: Duration) -> StoreResult<()> {
