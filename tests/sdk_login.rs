@@ -62,7 +62,7 @@ struct Setup {
     mcp_url: String,
 }
 
-fn setup(extra_toml: &str) -> Setup {
+fn setup(extra_toml: &str, env: Vec<(String, String)>) -> Setup {
     let (port, echo_port) = (free_port(), free_port());
     let public = format!("http://127.0.0.1:{port}");
     let mcp_url = format!("{public}/echo/mcp");
@@ -72,6 +72,7 @@ fn setup(extra_toml: &str) -> Setup {
         ),
         issuer: Some(public.clone()),
         own_resources: true,
+        env,
         ..Options::default()
     });
     let echo = start_echo(echo_port, &format!("127.0.0.1:{port}"));
@@ -89,9 +90,10 @@ fn setup(extra_toml: &str) -> Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_registers_logs_in_and_calls_tools_through_traefik() {
     python();
-    let t = setup("");
+    // Access tokens of 3 s: the SDK has to refresh (a rotation) before its last call.
+    let t = setup("", vec![("MCP_AUTHD__TOKENS__ACCESS_TOKEN_TTL".into(), "3".into())]);
     let context = || format!("--- traefik ---\n{}\n--- mcp-authd ---\n{}", t.proxy.log(), t.server.logs());
-    let report = sdk_login(&t.mcp_url, &[], context).await;
+    let report = sdk_login(&t.mcp_url, &["--again-after", "4"], context).await;
 
     // The SDK's own steps, as mcp-authd and Traefik answered them.
     let wire: Vec<(String, String, u64)> = report["wire"]
@@ -120,6 +122,18 @@ async fn the_official_python_sdk_registers_logs_in_and_calls_tools_through_traef
     assert!(auth.contains("local:alice") && auth.contains(client_id), "{auth}");
     assert!(call_text(&report, 1).contains("hello through the proxy"));
     assert!(report["tools"].as_array().unwrap().iter().any(|t| t == "bearerDecode"));
+
+    // After the access token expired: refreshed with rotation, and the call went through.
+    let again = &report["again"];
+    assert_eq!(again["isError"], false, "{again}");
+    assert_eq!(again["refresh_rotated"], true, "{again}");
+    let tokens = wire.iter().filter(|w| w.1 == "/token" && w.2 == 200).count();
+    assert_eq!(tokens, 2, "the code, then one refresh: {wire:?}");
+    let log = t.server.logs();
+    assert!(
+        log.lines().any(|l| l.contains("token_issued") && l.contains("refresh_token")),
+        "a refresh grant was audited"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,8 +154,10 @@ async fn the_official_python_sdk_logs_in_with_a_client_id_metadata_document() {
         .header("Cache-Control", "max-age=600"),
     );
     // Test-only allowances: the document is served on loopback, by a throw-away CA.
-    let t =
-        setup(&format!("[cimd]\nallow_private_addresses = true\nextra_ca_file = \"{}\"\n", docs.ca_file().display()));
+    let t = setup(
+        &format!("[cimd]\nallow_private_addresses = true\nextra_ca_file = \"{}\"\n", docs.ca_file().display()),
+        Vec::new(),
+    );
     let context = || format!("--- traefik ---\n{}\n--- mcp-authd ---\n{}", t.proxy.log(), t.server.logs());
     let report = sdk_login(&t.mcp_url, &["--client-metadata-url", &doc_url], context).await;
 

@@ -15,7 +15,11 @@ Then it lists the tools and calls each --call, and prints ONE JSON document:
      "tools": [...], "calls": [{"tool": ..., "isError": ..., "content": [...]}],
      "browser": [[method, path, status], ...]}
 
+With --again-after SECONDS it then waits (past the access token's lifetime, in the test) and
+calls authContext once more: the SDK must refresh its token first ("again" in the report).
+
 Usage: sdk_login.py URL --user U --password P [--client-metadata-url URL] [--call TOOL JSON]...
+                    [--again-after SECONDS]
 Exit status 1 with a message on stderr when the login or the session fails.
 """
 
@@ -148,6 +152,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 )
             out["calls"] = calls
+            if args.again_after:
+                # The access token has expired by now: the SDK refreshes it (a rotation) first.
+                first_refresh = storage.tokens.refresh_token if storage.tokens else None
+                await asyncio.sleep(args.again_after)
+                result = await client.call_tool("authContext", {})
+                out["again"] = {
+                    "isError": bool(result.is_error),
+                    "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+                    "refresh_rotated": bool(storage.tokens and storage.tokens.refresh_token != first_refresh),
+                }
     out["client_id"] = storage.client.client_id if storage.client else None
     out["registered"] = any(path == "/register" for _, path, _ in wire)
     out["token_scope"] = storage.tokens.scope if storage.tokens else None
@@ -163,6 +177,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--password", required=True)
     p.add_argument("--client-metadata-url")
     p.add_argument("--call", action="append", nargs=2, default=[], metavar=("TOOL", "JSON_ARGS"))
+    p.add_argument("--again-after", type=float, default=0.0, help="then wait this long and call authContext again")
     p.add_argument("--timeout", type=float, default=90.0)
     args = p.parse_args(argv)
     try:
