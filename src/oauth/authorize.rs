@@ -207,7 +207,8 @@ pub(crate) fn resolve_resource(app: &AppState, resource: Option<&str>) -> Result
     Ok(r.trim_end_matches('/').to_owned())
 }
 
-/// The user logged in: check the global allow-list, issue the code, and build the redirect.
+/// The user logged in: check the global allow-list, then either send the browser to the consent
+/// page (`oauth.consent`) or issue the code; the redirect to follow.
 pub async fn complete(app: &AppState, pending: PendingAuthorization, user: User) -> Result<String, AuthorizeError> {
     if pending.device.is_some() {
         return super::device::logged_in(app, pending, user).await;
